@@ -1,0 +1,113 @@
+"""Which NATS nodes run where: datacenters, nodes per datacenter, ports, and their config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATACENTERS = ("dc1", "dc2", "dc3")
+CLUSTER_NAME = "mutualis"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    datacenter: str
+    host: str
+    client_port: int
+    monitor_port: int
+    cluster_port: int
+    store_dir: Path
+
+    @property
+    def client_url(self) -> str:
+        return f"nats://{self.host}:{self.client_port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{self.host}:{self.monitor_port}"
+
+    @property
+    def route_url(self) -> str:
+        return f"nats-route://{self.host}:{self.cluster_port}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A JetStream cluster stretched over datacenters, `nodes_per_datacenter` in each.
+
+    Ports are consecutive from each base, node by node (dc1 first). With one datacenter and one
+    node there is no cluster block at all: a plain single server, for R1 development.
+    """
+
+    run_dir: Path
+    datacenters: tuple[str, ...] = DEFAULT_DATACENTERS
+    nodes_per_datacenter: int = 1
+    host: str = "127.0.0.1"
+    client_port_base: int = 4222
+    monitor_port_base: int = 8222
+    cluster_port_base: int = 6222
+    tls_dir: Path | None = None
+
+    @property
+    def nodes(self) -> tuple[NodeSpec, ...]:
+        specs = []
+        index = 0
+        for dc in self.datacenters:
+            for n in range(self.nodes_per_datacenter):
+                name = f"{dc}-n{n + 1}"
+                specs.append(
+                    NodeSpec(
+                        name=name,
+                        datacenter=dc,
+                        host=self.host,
+                        client_port=self.client_port_base + index,
+                        monitor_port=self.monitor_port_base + index,
+                        cluster_port=self.cluster_port_base + index,
+                        store_dir=self.run_dir / "nats" / name,
+                    )
+                )
+                index += 1
+        return tuple(specs)
+
+    @property
+    def clustered(self) -> bool:
+        return len(self.nodes) > 1
+
+    @property
+    def replicas(self) -> int:
+        """One replica per datacenter, at most 3 (quorum 2 of 3 survives one lost DC)."""
+        return min(3, len(self.datacenters)) if self.clustered else 1
+
+    def nodes_in(self, datacenter: str) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if n.datacenter == datacenter)
+
+    def client_urls(self, local_datacenter: str | None = None) -> list[str]:
+        """Client URLs with the local datacenter's nodes first, the others as fallback."""
+        nodes = sorted(self.nodes, key=lambda n: n.datacenter != local_datacenter)
+        return [n.client_url for n in nodes]
+
+    def render_config(self, node: NodeSpec) -> str:
+        lines = [
+            f"server_name: {node.name}",
+            f"listen: {node.host}:{node.client_port}",
+            f"http: {node.host}:{node.monitor_port}",
+            f'server_tags: ["dc:{node.datacenter}"]',
+            "max_payload: 8MB",
+            "jetstream {",
+            f'  store_dir: "{node.store_dir}"',
+            '  unique_tag: "dc:"',
+            "  max_memory_store: 256MB",
+            "  max_file_store: 20GB",
+            "}",
+        ]
+        if self.clustered:
+            routes = ", ".join(n.route_url for n in self.nodes)
+            lines += [
+                "cluster {",
+                f"  name: {CLUSTER_NAME}",
+                f"  listen: {node.host}:{node.cluster_port}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""The `mutualis` command line: runs the platform locally and operates it."""
