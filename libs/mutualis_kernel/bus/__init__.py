@@ -1,0 +1,1 @@
+"""The event bus over NATS JetStream: connect, publish, append, load, consume, dead-letter."""
