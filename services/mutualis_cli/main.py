@@ -1,8 +1,203 @@
-"""Entry point of the `mutualis` command."""
+"""Entry point of the `mutualis` command: Typer wiring only.
+
+Each command parses its options, calls the module that owns the work (`platform`, `status`,
+`deadletters`, `tail`, `serve`, `resources`) and turns known failures into a clear message
+and an exit code: 1 for a failure, 2 for a usage problem such as a port already taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
+from mutualis_kernel.runtime import ClusterNotReady, PortInUse
+from mutualis_kernel.service import installed_manifests
+from mutualis_kernel.streams import StreamUpdateRefused
+from rich.console import Console
 
-app = typer.Typer(help="Mutualis: run and operate the platform.", no_args_is_help=True)
+from mutualis_cli import deadletters, platform, status, tail
+from mutualis_cli.resources import apply_platform_resources, report_lines
+from mutualis_cli.rundir import DEFAULT_RUN_DIR, RunState, StateUnreadable, wipe_data
+from mutualis_cli.serve import UnknownService
+from mutualis_cli.serve import serve as serve_service
+from mutualis_cli.supervisor import ServiceNotReady
+from mutualis_cli.target import NoTarget, connect, resolve
+
+app = typer.Typer(
+    help="Mutualis: run the platform locally and operate it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+streams_app = typer.Typer(
+    help="JetStream streams, buckets and object stores.", no_args_is_help=True
+)
+events_app = typer.Typer(help="Watch the events flowing on the bus.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: list them, send them back.", no_args_is_help=True)
+app.add_typer(streams_app, name="streams")
+app.add_typer(events_app, name="events")
+app.add_typer(dlq_app, name="dlq")
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+RunDir = Annotated[
+    Path,
+    typer.Option(
+        "--run-dir",
+        envvar="MUTUALIS_RUN_DIR",
+        help="Where NATS data, logs and state.json live (kept between runs).",
+    ),
+]
+NatsUrls = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--nats-url",
+        help="NATS server URL (repeatable); default: the servers listed in <run-dir>/state.json.",
+    ),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print a machine-readable document.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"[red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def target(run_dir: Path, nats_urls: list[str] | None) -> tuple[list[str], RunState | None]:
+    try:
+        return resolve(run_dir, nats_urls)
+    except (NoTarget, StateUnreadable) as error:
+        fail(str(error))
+
+
+# -- platform lifecycle ---------------------------------------------------------------------
+@app.command()
+def up(
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    single: Annotated[
+        bool, typer.Option("--single", help="One NATS node (R1) instead of three datacenters.")
+    ] = False,
+    ha: Annotated[
+        bool,
+        typer.Option("--ha", help="One instance of each service per datacenter (ports +10 each)."),
+    ] = False,
+    nats_port: Annotated[
+        int, typer.Option(help="Client port of dc1's node; the others follow (4223, 4224).")
+    ] = 4222,
+    nats_monitor_port: Annotated[
+        int, typer.Option(help="Monitoring port of dc1's node; the others follow.")
+    ] = 8222,
+    nats_cluster_port: Annotated[
+        int, typer.Option(help="Cluster route port of dc1's node; the others follow.")
+    ] = 6222,
+    port_base_services: Annotated[
+        int,
+        typer.Option(help="HTTP port of the first service (identity); the others follow."),
+    ] = 8001,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Start everything, then return, leaving it running."),
+    ] = False,
+    no_services: Annotated[
+        bool, typer.Option("--no-services", help="Start NATS and apply resources only.")
+    ] = False,
+) -> None:
+    """Start NATS in three datacenters (or one) and every installed service, then follow logs.
+
+    Stops everything on Ctrl-C or SIGTERM. With --detach, returns once all is ready; stop it
+    later with `mutualis down`.
+    """
+    options = platform.UpOptions(
+        run_dir=run_dir,
+        single=single,
+        ha=ha,
+        nats_port=nats_port,
+        nats_monitor_port=nats_monitor_port,
+        nats_cluster_port=nats_cluster_port,
+        port_base_services=port_base_services,
+        no_services=no_services,
+    )
+    try:
+        manifests = installed_manifests()
+        state = platform.start_platform(
+            options, manifests, console, supervisor_pid=None if detach else os.getpid()
+        )
+    except (PortInUse, platform.BadOptions) as error:
+        fail(str(error), 2)
+    except (platform.AlreadyRunning, StateUnreadable) as error:
+        fail(str(error))
+    except (ServiceNotReady, ClusterNotReady, TimeoutError, NoTarget, StreamUpdateRefused) as error:
+        fail(f"start failed, everything stopped: {error}")
+    except KeyboardInterrupt:
+        fail("interrupted; everything started was stopped", 130)
+    console.print(platform.placement_table(state))
+    if detach:
+        console.print(f"running in the background; stop with `mutualis down --run-dir {run_dir}`")
+        return
+    platform.follow_until_stopped(state, console)
+    platform.stop_platform(state, console)
+
+
+@app.command()
+def down(run_dir: RunDir = DEFAULT_RUN_DIR) -> None:
+    """Stop what `mutualis up` started (services, then NATS); data is kept."""
+    try:
+        stopped = platform.down(run_dir, console)
+    except StateUnreadable as error:
+        fail(str(error))
+    if not stopped:
+        console.print(f"nothing to stop in {run_dir}")
+
+
+@app.command()
+def reset(
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Stop everything, then delete the run dir's data: NATS stores, logs and state."""
+    if not yes:
+        typer.confirm(f"delete every stream and log under {run_dir}?", abort=True)
+    # An unreadable state file names nothing to stop; it is deleted with the rest.
+    with contextlib.suppress(StateUnreadable):
+        platform.down(run_dir, console)
+    removed = wipe_data(run_dir)
+    console.print(f"removed {len(removed)} entries from {run_dir}")
+
+
+@app.command("status")
+def status_command(
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    nats_url: NatsUrls = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Nodes per datacenter, meta leader, streams and their leaders, lag, dead letters, services.
+
+    Exit code 0 when everything is up and ready, 1 otherwise.
+    """
+    urls, state = target(run_dir, nats_url)
+    report = asyncio.run(status.gather_status(str(run_dir), urls, state))
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        status.render(report, console)
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="identity, parapheur, archive or notifications")],
+) -> None:
+    """Run one service in this process (the container entry point)."""
+    try:
+        serve_service(service)
+    except UnknownService as error:
+        fail(str(error), 2)
 
 
 @app.command()
@@ -11,3 +206,164 @@ def version() -> None:
     from mutualis_kernel import __version__
 
     typer.echo(__version__)
+
+
+# -- streams --------------------------------------------------------------------------------
+@streams_app.command("apply")
+def streams_apply(
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    nats_url: NatsUrls = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=5,
+            help="Replicas per stream; default: the running topology's, "
+            "or 3 when the server is clustered.",
+        ),
+    ] = None,
+) -> None:
+    """Create or update the kernel's and every installed service's resources (idempotent)."""
+    urls, state = target(run_dir, nats_url)
+    if replicas is None:
+        replicas = (
+            state.topology.replicas
+            if state is not None and not nats_url
+            else asyncio.run(_guess_replicas(urls))
+        )
+    try:
+        report = asyncio.run(apply_platform_resources(urls, installed_manifests(), replicas))
+    except (NoTarget, StreamUpdateRefused) as error:
+        fail(str(error))
+    for line in report_lines(report):
+        console.print(line)
+    console.print(
+        f"{len(report.created)} created, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged (replicas {replicas})"
+    )
+
+
+async def _guess_replicas(urls: list[str]) -> int:
+    # A clustered server announces its peers to clients; a lone one announces none.
+    try:
+        nc = await connect(urls)
+    except NoTarget as error:
+        fail(str(error))
+    try:
+        return 3 if len(nc.servers) >= 3 else 1
+    finally:
+        await nc.close()
+
+
+# -- events ---------------------------------------------------------------------------------
+@events_app.command("tail")
+def events_tail(
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    nats_url: NatsUrls = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (commune).")] = None,
+    type_pattern: Annotated[
+        str | None,
+        typer.Option("--type", help="Glob on the CloudEvents type, e.g. '*folder.*'."),
+    ] = None,
+    service: Annotated[str | None, typer.Option(help="Only events of this service.")] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Stop after this many seconds.")
+    ] = None,
+) -> None:
+    """Print live events, decoded; undecodable messages are shown with the reason."""
+    urls, _ = target(run_dir, nats_url)
+    installed_manifests()  # registers the installed services' event types for decoding
+    chosen = tail.TailFilter(tenant=tenant, type_pattern=type_pattern, service=service)
+    try:
+        asyncio.run(tail.tail(urls, chosen, console, count=count, timeout=timeout))
+    except NoTarget as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        pass
+
+
+# -- dead letters ---------------------------------------------------------------------------
+@dlq_app.command("list")
+def dlq_list(
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    nats_url: NatsUrls = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="Only the dead letters of this durable consumer.")
+    ] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Every dead letter: sequence, consumer, reason, original subject, deliveries, time."""
+    urls, _ = target(run_dir, nats_url)
+
+    async def read() -> list[deadletters.DeadLetter]:
+        nc = await connect(urls)
+        try:
+            js = nc.jetstream(timeout=5.0)
+            found = await deadletters.read_dead_letters(js, consumer)
+            return [deadletters.describe(message) for message in found]
+        finally:
+            await nc.close()
+
+    try:
+        letters = asyncio.run(read())
+    except NoTarget as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps([letter.model_dump(mode="json") for letter in letters], indent=2))
+    else:
+        deadletters.render_list(letters, console)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    seqs: Annotated[
+        list[int] | None, typer.Argument(help="Sequences of the dead letters to replay.")
+    ] = None,
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    nats_url: NatsUrls = None,
+    all_of: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+    consumer: Annotated[
+        str | None, typer.Option(help="Only the dead letters of this durable consumer.")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the dead letters after replaying them.")
+    ] = False,
+    as_json: JsonOutput = False,
+) -> None:
+    """Send dead letters back to their consumer through REPLAYS, then delete them."""
+    if not seqs and not all_of:
+        fail("name the sequences to replay, or pass --all", 2)
+    if seqs and all_of:
+        fail("pass sequences or --all, not both", 2)
+    urls, _ = target(run_dir, nats_url)
+
+    async def run() -> list[deadletters.ReplayOutcome]:
+        nc = await connect(urls)
+        try:
+            js = nc.jetstream(timeout=5.0)
+            return await deadletters.replay_many(
+                js, seqs or [], all_of=all_of, consumer=consumer, keep=keep
+            )
+        finally:
+            await nc.close()
+
+    try:
+        outcomes = asyncio.run(run())
+    except (NoTarget, deadletters.DeadLetterMissing) as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps([o.model_dump(mode="json") for o in outcomes], indent=2))
+        return
+    for outcome in outcomes:
+        note = " (duplicate: already replayed)" if outcome.duplicate else ""
+        kept = "deleted" if outcome.deleted else "kept"
+        console.print(
+            f"dead letter {outcome.seq} -> {outcome.replay_subject} "
+            f"(REPLAYS seq {outcome.replay_seq}){note}; {kept}"
+        )
+    console.print(f"{len(outcomes)} replayed")
+
+
+if __name__ == "__main__":
+    app()
