@@ -75,3 +75,13 @@ def test_dropping_a_published_event_type_fails_and_says_how_to_bump(docs_copy: P
     refused = contract_command("--write", "--docs-dir", str(docs_copy))
     assert refused.returncode == 1
     assert json.loads(snapshot_file.read_text("utf-8")) == published
+
+
+def test_the_committed_document_is_valid_asyncapi_3() -> None:
+    import jsonschema
+    import yaml
+
+    schema_file = ROOT / "tests/unit/kernel/contract/asyncapi-3.0.0.schema.json"
+    schema = json.loads(schema_file.read_text("utf-8"))
+    document = yaml.safe_load((DOCS / "asyncapi.yaml").read_text("utf-8"))
+    jsonschema.Draft7Validator(schema).validate(document)

@@ -20,6 +20,7 @@ from mutualis_kernel.contract import ENVELOPE_HEADERS, build_asyncapi, render_ya
 from mutualis_kernel.events import Envelope, encode
 from mutualis_kernel.tenants import default_tenants
 
+from . import demo
 from .demo import NOTIFICATIONS, PARAPHEUR, demo_catalog
 
 SUBMITTED = "mutualis.parapheur.folder.submitted.v1"
@@ -213,3 +214,34 @@ def test_the_yaml_is_stable_and_reads_back_as_the_document(document: dict[str, A
     assert "&id" not in text  # no YAML anchors: every occurrence is written out
     assert yaml.safe_load(text) == document
     assert render_yaml(build_asyncapi(demo_catalog(), [NOTIFICATIONS, PARAPHEUR])) == text
+
+
+def test_two_events_with_different_nested_models_of_one_name_keep_both() -> None:
+    from mutualis_kernel.events import domain_event
+    from mutualis_kernel.events.registry import Event
+    from pydantic import BaseModel, ConfigDict
+
+    from .demo import PrivateCatalog
+
+    catalog = PrivateCatalog()
+
+    class Signer(BaseModel):  # the same class name as demo.Signer, another shape
+        model_config = ConfigDict(frozen=True, extra="forbid")
+        desk: str
+
+    @domain_event("parapheur", "folder.submitted", aggregate="folder", into=catalog)
+    class FolderSubmitted(Event):
+        signers: list[demo.Signer]
+
+    @domain_event("parapheur", "step.assigned", aggregate="folder", into=catalog)
+    class StepAssigned(Event):
+        signer: Signer
+
+    document = build_asyncapi(catalog, [PARAPHEUR])
+    schemas = document["components"]["schemas"]
+    qualified = f"Signer-{ASSIGNED}"
+    assert schemas["Signer"]["required"] == ["email"]
+    assert schemas[qualified]["required"] == ["desk"]
+    payload = document["components"]["messages"][ASSIGNED]["payload"]
+    assert payload["properties"]["signer"] == {"$ref": f"#/components/schemas/{qualified}"}
+    jsonschema.Draft7Validator(asyncapi_schema()).validate(document)
