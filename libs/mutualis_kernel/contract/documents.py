@@ -133,7 +133,8 @@ def check_contract(docs_dir: Path, contract: Contract | None = None) -> list[str
     """What is wrong with the committed contract files, one sentence each; empty if nothing."""
     contract = contract or Contract.installed()
     problems: list[str] = []
-    current = snapshot(contract.catalog)
+    # Through JSON and back, so tuples and lists in schema defaults compare as the file does.
+    current = json.loads(render_snapshot(snapshot(contract.catalog)))
     committed = _read_snapshot(docs_dir / SNAPSHOT_FILE)
     if committed is None:
         problems.append(f"{docs_dir / SNAPSHOT_FILE} is missing: run `{WRITE_COMMAND}`")
