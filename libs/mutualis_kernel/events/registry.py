@@ -118,7 +118,7 @@ def domain_event(
         model.version = version
         model.aggregate = aggregate
         model.description = (model.__doc__ or "").strip()
-        (into or catalog).register(
+        (catalog if into is None else into).register(
             EventTypeInfo(model, service, event_name, version, aggregate)
         )
         return model

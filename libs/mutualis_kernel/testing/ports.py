@@ -14,7 +14,7 @@ def free_port_block(count: int, host: str = "127.0.0.1") -> int:
 
     Randomised in the 20000-30000 range so parallel test sessions rarely collide.
     """
-    rng = random.Random()
+    rng = random.Random()  # noqa: S311 - spreading ports, not a secret
     for _ in range(500):
         base = rng.randrange(20000, 30000 - count)
         block = range(base, base + count)

@@ -1,0 +1,52 @@
+"""Connecting to NATS: local datacenter first, reconnect forever, quiet but logged."""
+
+from __future__ import annotations
+
+import ssl
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+
+from mutualis_kernel.config import KernelSettings
+
+log = structlog.get_logger("mutualis_kernel.bus")
+
+
+async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
+    """A NATS connection that survives a datacenter loss.
+
+    The URL list puts the local datacenter's node first and randomisation is off, so an
+    instance talks to its own datacenter while it lives and fails over to the others.
+    """
+
+    async def on_error(error: Exception) -> None:
+        # nats-py's default callback logs a whole traceback per reconnect attempt.
+        log.warning("nats.error", error=str(error) or type(error).__name__)
+
+    async def on_disconnected() -> None:
+        log.warning("nats.disconnected")
+
+    async def on_reconnected() -> None:
+        url = client.connected_url
+        log.info("nats.reconnected", server=url.netloc if url else "")
+
+    tls: ssl.SSLContext | None = None
+    if settings.nats_tls_ca_file:
+        tls = ssl.create_default_context(cafile=settings.nats_tls_ca_file)
+
+    client = await nats.connect(
+        servers=settings.nats_urls,
+        name=name or f"{settings.service_name}@{settings.datacenter}",
+        connect_timeout=settings.nats_connect_timeout_s,
+        reconnect_time_wait=0.25,
+        max_reconnect_attempts=-1,
+        dont_randomize=True,
+        allow_reconnect=True,
+        user_credentials=settings.nats_credentials_file,
+        tls=tls,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+    return client

@@ -1,0 +1,299 @@
+"""Consuming events: durable pull consumers, explicit acks, bounded retries, dead letters.
+
+One `EventConsumer` runs one `ConsumerSpec` for one service instance. Every instance in every
+datacenter binds to the same durable consumer, so whichever survives takes over the work.
+
+What happens to a message:
+- decoded and handled -> ack;
+- cannot be decoded (not our envelope, unknown type, invalid payload, tenant not matching
+  its subject) or the handler raises `Unprocessable` -> dead-lettered, then terminated;
+- the handler raises anything else -> NAK with the spec's backoff delay, until
+  `max_deliver` attempts, then dead-lettered and terminated.
+Handlers must be idempotent: a message can be delivered again after a crash before its ack.
+Operators replay a dead letter to `replay.<durable>`, which this consumer also reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from mutualis_kernel.bus import deadletter
+from mutualis_kernel.bus.errors import Unprocessable
+from mutualis_kernel.bus.publisher import is_transient, publish_raw
+from mutualis_kernel.bus.spec import ConsumerSpec
+from mutualis_kernel.events.envelope import Envelope, InvalidEvent, decode
+from mutualis_kernel.events.registry import Event, EventCatalog, catalog
+from mutualis_kernel.streams import REPLAY_STREAM
+
+Handler = Callable[[Envelope[Any]], Awaitable[None]]
+
+log = structlog.get_logger("mutualis_kernel.bus")
+_tracer = trace.get_tracer("mutualis_kernel")
+_meter = metrics.get_meter("mutualis_kernel")
+_consumed = _meter.create_counter(
+    "mutualis.events.consumed", unit="{event}", description="Events handled and acknowledged"
+)
+_redelivered = _meter.create_counter(
+    "mutualis.events.redelivered", unit="{event}", description="Handler failures sent back"
+)
+_dead_lettered = _meter.create_counter(
+    "mutualis.events.dead_lettered", unit="{event}", description="Messages dead-lettered"
+)
+_handler_duration = _meter.create_histogram(
+    "mutualis.events.handler.duration", unit="s", description="Time spent in handlers"
+)
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        handlers: Mapping[type[Event], Handler],
+        *,
+        known: EventCatalog = catalog,
+        fetch_timeout_s: float = 1.0,
+    ) -> None:
+        self._js = js
+        self.spec = spec
+        self._handlers = {model.type_name(): handler for model, handler in handlers.items()}
+        self._known = known
+        self._fetch_timeout_s = fetch_timeout_s
+        self.ready = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def ensure(self) -> None:
+        """Create or update the durable consumers (main and replay); idempotent."""
+        spec = self.spec
+        await self._js.add_consumer(
+            spec.stream,
+            ConsumerConfig(
+                durable_name=spec.durable,
+                description=spec.description,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=spec.ack_wait_s,
+                max_deliver=spec.max_deliver,
+                max_ack_pending=spec.max_ack_pending,
+                filter_subjects=list(spec.filter_subjects),
+            ),
+        )
+        await self._js.add_consumer(
+            REPLAY_STREAM,
+            ConsumerConfig(
+                durable_name=self.replay_durable,
+                description=f"Replayed dead letters for {spec.durable}",
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=spec.ack_wait_s,
+                max_deliver=spec.max_deliver,
+                filter_subject=deadletter.replay_subject(spec.durable),
+            ),
+        )
+
+    @property
+    def replay_durable(self) -> str:
+        return f"{self.spec.durable}-replay"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pull and handle until `stop` is set; the batch in hand is finished first."""
+        await self._until_ensured(stop)
+        main = await self._js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)
+        replay = await self._js.pull_subscribe_bind(self.replay_durable, stream=REPLAY_STREAM)
+        self.ready.set()
+        log.info("consumer.started", consumer=self.spec.durable, stream=self.spec.stream)
+        last_replay_poll = 0.0
+        try:
+            while not stop.is_set():
+                await self._pull(main, self.spec.batch, stop)
+                # Replays are rare: look every few seconds, without a blocking wait.
+                if time.monotonic() - last_replay_poll > 2.0:
+                    last_replay_poll = time.monotonic()
+                    await self._pull(replay, 16, stop, timeout=0.05, replayed=True)
+        finally:
+            for subscription in (main, replay):
+                try:
+                    await subscription.unsubscribe()
+                except (TimeoutError, nats.errors.Error) as error:
+                    log.debug("consumer.unsubscribe_failed", error=str(error))
+            log.info("consumer.stopped", consumer=self.spec.durable)
+
+    async def _until_ensured(self, stop: asyncio.Event) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.ensure()
+                return
+            except Exception as error:
+                # Any JetStream API error at start-up (no quorum yet, stream still being
+                # created by another instance) is worth another try while we are not stopped.
+                if stop.is_set():
+                    raise
+                log.warning("consumer.ensure_retry", consumer=self.spec.durable, error=repr(error))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _pull(
+        self,
+        subscription: JetStreamContext.PullSubscription,
+        batch: int,
+        stop: asyncio.Event,
+        *,
+        timeout: float | None = None,
+        replayed: bool = False,
+    ) -> None:
+        try:
+            messages = await subscription.fetch(batch, timeout=timeout or self._fetch_timeout_s)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return
+        except Exception as error:
+            if not is_transient(error) and not isinstance(error, nats.errors.Error):
+                raise
+            # During a leader election pulls fail for a few seconds; wait and pull again.
+            log.warning("consumer.fetch_failed", consumer=self.spec.durable, error=repr(error))
+            await asyncio.sleep(0.25)
+            return
+        for message in messages:
+            await self.handle(message, replayed=replayed)
+
+    # -- one message ---------------------------------------------------------------------
+    async def handle(self, message: Msg, *, replayed: bool = False) -> None:
+        headers = dict(message.headers or {})
+        subject = headers.get(deadletter.SUBJECT, message.subject) if replayed else message.subject
+        deliveries = message.metadata.num_delivered or 1
+        parent = propagate.extract(headers)
+        attributes: dict[str, Any] = {
+            "messaging.system": "nats",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": subject,
+            "messaging.consumer.group.name": self.spec.durable,
+            "messaging.message.body.size": len(message.data),
+            "messaging.nats.delivery_count": deliveries,
+        }
+        ce_type = headers.get("ce-type", "unknown")
+        with _tracer.start_as_current_span(
+            f"process {ce_type.removeprefix('mutualis.').rsplit('.v', 1)[0]}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            try:
+                envelope = decode(subject, headers, message.data, self._known)
+            except InvalidEvent as error:
+                span.set_status(Status(StatusCode.ERROR, error.reason))
+                await self._dead_letter(message, subject, headers, error.reason, deliveries)
+                return
+            span.set_attribute("messaging.message.id", envelope.id)
+            span.set_attribute("cloudevents.event_type", envelope.type)
+            span.set_attribute("mutualis.tenant", envelope.tenant)
+            handler = self._handlers.get(envelope.type)
+            if handler is None:
+                # Matched the filter but this consumer has nothing to do with it.
+                await message.ack()
+                return
+            started = time.perf_counter()
+            with structlog.contextvars.bound_contextvars(
+                tenant=envelope.tenant,
+                event_id=envelope.id,
+                event_type=envelope.type,
+                consumer=self.spec.durable,
+            ):
+                try:
+                    await handler(envelope)
+                except Unprocessable as error:
+                    span.set_status(Status(StatusCode.ERROR, error.reason))
+                    await self._dead_letter(message, subject, headers, error.reason, deliveries)
+                    return
+                except Exception as error:  # noqa: BLE001 - any handler bug must not stop us
+                    # Event-handler errors never kill the consumer: retry later, then give up.
+                    span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                    await self._failed(message, subject, headers, error, deliveries)
+                    return
+                finally:
+                    _handler_duration.record(
+                        time.perf_counter() - started,
+                        {"messaging.consumer.group.name": self.spec.durable},
+                    )
+            await message.ack()
+            _consumed.add(
+                1,
+                {"event.type": envelope.type, "messaging.consumer.group.name": self.spec.durable},
+            )
+
+    async def _failed(
+        self,
+        message: Msg,
+        subject: str,
+        headers: dict[str, str],
+        error: Exception,
+        deliveries: int,
+    ) -> None:
+        reason = f"handler failed {deliveries} times: {type(error).__name__}: {error}"
+        if deliveries >= self.spec.max_deliver:
+            log.error("consumer.gave_up", consumer=self.spec.durable, reason=reason)
+            await self._dead_letter(message, subject, headers, reason, deliveries)
+            return
+        delay = self.spec.delay_after(deliveries)
+        log.warning(
+            "consumer.retry_later",
+            consumer=self.spec.durable,
+            error=repr(error),
+            deliveries=deliveries,
+            delay_s=delay,
+        )
+        _redelivered.add(1, {"messaging.consumer.group.name": self.spec.durable})
+        await message.nak(delay=delay)
+
+    async def _dead_letter(
+        self,
+        message: Msg,
+        subject: str,
+        headers: dict[str, str],
+        reason: str,
+        deliveries: int,
+    ) -> None:
+        metadata = message.metadata
+        stream_seq = metadata.sequence.stream if metadata.sequence else 0
+        letter = deadletter.carried_headers(headers)
+        letter.update(
+            {
+                deadletter.REASON: deadletter.header_safe(reason),
+                deadletter.CONSUMER: self.spec.durable,
+                deadletter.STREAM: metadata.stream or self.spec.stream,
+                deadletter.SEQUENCE: str(stream_seq),
+                deadletter.SUBJECT: subject,
+                deadletter.DELIVERIES: str(deliveries),
+                deadletter.TIME: datetime.now(UTC).isoformat(),
+                # The same message dead-lettered twice (a crash between the two steps below)
+                # is stored once.
+                "Nats-Msg-Id": (
+                    f"dlq:{metadata.stream}:{stream_seq}:{self.spec.durable}:{deliveries}"
+                ),
+            }
+        )
+        await publish_raw(
+            self._js, deadletter.dead_letter_subject(self.spec.durable), message.data, letter
+        )
+        await message.term()
+        _dead_lettered.add(1, {"messaging.consumer.group.name": self.spec.durable})
+        log.error(
+            "consumer.dead_lettered",
+            consumer=self.spec.durable,
+            subject=subject,
+            stream_sequence=stream_seq,
+            reason=reason,
+        )

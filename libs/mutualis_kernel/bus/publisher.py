@@ -1,0 +1,300 @@
+"""Publishing events: idempotent, traced, and patient through a JetStream leader election.
+
+Every publish carries `Nats-Msg-Id` = the event id, so a retry after a lost ack is stored
+once. Retries run with tenacity until `deadline_s` (default 15 s: a crash failover takes
+4.5-7 s here); past it the caller gets `PublishTimeout`, never an unbounded wait.
+
+`append` adds optimistic concurrency on one aggregate: JetStream checks the last sequence on
+the aggregate's subject filter (`Nats-Expected-Last-Subject-Sequence` with
+`...-Subject`). The server checks that before de-duplication, so when a retried append
+meets a "wrong last sequence" we look whether our own message is the one that got there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    NoStreamResponseError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from mutualis_kernel.bus.errors import ConcurrencyConflict, PublishTimeout
+from mutualis_kernel.events.envelope import MSG_ID_HEADER, Envelope, encode
+from mutualis_kernel.events.registry import Event
+from mutualis_kernel.tenants import TenantDirectory, UnknownTenant, default_tenants
+
+#: "wrong last sequence": 10071 when checked against the stored stream, 10164 when a
+#: clustered leader refuses a proposal racing another one for the same subject.
+WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
+
+_tracer = trace.get_tracer("mutualis_kernel")
+_meter = metrics.get_meter("mutualis_kernel")
+_published = _meter.create_counter(
+    "mutualis.events.published", unit="{event}", description="Events stored by JetStream"
+)
+_publish_retries = _meter.create_counter(
+    "mutualis.events.publish_retries", unit="{attempt}", description="Publish attempts retried"
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Errors a leader election or a reconnect produces, which a retry will outlive."""
+    if isinstance(error, (NoStreamResponseError, ServiceUnavailableError)):
+        return True
+    if isinstance(error, (nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+        return True
+    if isinstance(error, (asyncio.TimeoutError, nats.errors.ConnectionReconnectingError)):
+        return True
+    return isinstance(error, APIError) and error.code is not None and error.code >= 500
+
+
+T = TypeVar("T")
+
+
+async def with_retries(operation: Callable[[], Awaitable[T]], deadline_s: float, what: str) -> T:
+    """Run `operation` again on transient errors until it succeeds or `deadline_s` passes."""
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(deadline_s),
+            wait=wait_random_exponential(multiplier=0.05, max=0.5),
+            retry=retry_if_exception(is_transient),
+            reraise=False,
+        ):
+            with attempt:
+                return await operation()
+    except RetryError as error:
+        cause = error.last_attempt.exception()
+        raise PublishTimeout(
+            f"{what} not stored within {deadline_s}s (last error: {cause!r})"
+        ) from cause
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def publish_raw(
+    js: JetStreamContext,
+    subject: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    deadline_s: float = 15.0,
+    attempt_timeout_s: float = 2.0,
+) -> PubAck:
+    """Publish a message that is not an event of ours (dead letters, replays), with retries."""
+
+    async def attempt() -> PubAck:
+        return await js.publish(subject, body, timeout=attempt_timeout_s, headers=headers)
+
+    return await with_retries(attempt, deadline_s, f"message on {subject}")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where JetStream put an event; `duplicate` when it had it already."""
+
+    stream: str
+    sequence: int
+    duplicate: bool
+    envelope: Envelope[Event]
+
+
+def stream_of(service: str) -> str:
+    return f"{service.upper()}_EVENTS"
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        source_service: str,
+        datacenter: str | None = None,
+        deadline_s: float = 15.0,
+        attempt_timeout_s: float = 2.0,
+        tenants: TenantDirectory | None = None,
+    ) -> None:
+        self._js = js
+        self.source = f"/mutualis/{source_service}"
+        self.datacenter = datacenter
+        self.deadline_s = deadline_s
+        self.attempt_timeout_s = attempt_timeout_s
+        self.tenants = tenants or default_tenants()
+
+    def envelope(
+        self,
+        event: Event,
+        *,
+        tenant: str,
+        aggregate_id: str,
+        cause: Envelope[Event] | None = None,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Envelope[Event]:
+        """Wrap an event; a `cause` passes on its correlation id and becomes the causation."""
+        if tenant not in self.tenants:
+            raise UnknownTenant(tenant)
+        extra: dict[str, str] = {}
+        if event_id is not None:
+            extra["id"] = event_id
+        return Envelope(
+            data=event,
+            tenant=tenant,
+            aggregate_id=aggregate_id,
+            source=self.source,
+            correlation_id=correlation_id or (cause.correlation_id or cause.id if cause else None),
+            causation_id=cause.id if cause else None,
+            datacenter=self.datacenter,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    async def publish(
+        self,
+        event: Event,
+        *,
+        tenant: str,
+        aggregate_id: str,
+        cause: Envelope[Event] | None = None,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Stored:
+        envelope = self.envelope(
+            event,
+            tenant=tenant,
+            aggregate_id=aggregate_id,
+            cause=cause,
+            event_id=event_id,
+            correlation_id=correlation_id,
+        )
+        return await self.publish_envelope(envelope)
+
+    async def append(
+        self,
+        event: Event,
+        *,
+        tenant: str,
+        aggregate_id: str,
+        expected_version: int,
+        cause: Envelope[Event] | None = None,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Stored:
+        """Publish only if the aggregate is still at `expected_version` (0 for a new one)."""
+        envelope = self.envelope(
+            event,
+            tenant=tenant,
+            aggregate_id=aggregate_id,
+            cause=cause,
+            event_id=event_id,
+            correlation_id=correlation_id,
+        )
+        return await self.publish_envelope(envelope, expected_version=expected_version)
+
+    async def publish_envelope(
+        self, envelope: Envelope[Event], *, expected_version: int | None = None
+    ) -> Stored:
+        subject, headers, body = encode(envelope)
+        aggregate_filter = envelope.subject.aggregate_filter
+        if expected_version is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_version)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = aggregate_filter
+        attributes: dict[str, str | int | bool] = {
+            "messaging.system": "nats",
+            "messaging.operation.name": "send",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": subject,
+            "messaging.message.id": envelope.id,
+            "messaging.message.body.size": len(body),
+            "cloudevents.event_id": envelope.id,
+            "cloudevents.event_type": envelope.type,
+            "mutualis.tenant": envelope.tenant,
+        }
+        if envelope.datacenter:
+            attributes["mutualis.datacenter"] = envelope.datacenter
+        span_name = f"send {envelope.data.service}.{envelope.data.event_name}"
+        with _tracer.start_as_current_span(
+            span_name, kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            propagate.inject(headers)
+            try:
+                stored = await self._publish_with_retries(
+                    subject, headers, body, envelope, expected_version, aggregate_filter
+                )
+            except ConcurrencyConflict as error:
+                span.set_status(Status(StatusCode.ERROR, "concurrency conflict"))
+                span.set_attribute("error.type", type(error).__name__)
+                raise
+            span.set_attribute("messaging.nats.stream.sequence", stored.sequence)
+            if stored.duplicate:
+                span.set_attribute("mutualis.duplicate", True)
+        _published.add(1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant})
+        return stored
+
+    async def _publish_with_retries(
+        self,
+        subject: str,
+        headers: dict[str, str],
+        body: bytes,
+        envelope: Envelope[Event],
+        expected_version: int | None,
+        aggregate_filter: str,
+    ) -> Stored:
+        attempts = 0
+
+        async def attempt() -> Stored:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                _publish_retries.add(1, {"event.type": envelope.type})
+            try:
+                ack = await self._js.publish(
+                    subject, body, timeout=self.attempt_timeout_s, headers=headers
+                )
+            except BadRequestError as error:
+                if error.err_code not in WRONG_LAST_SEQUENCE:
+                    raise
+                assert expected_version is not None
+                if attempts > 1:
+                    stored = await self._find_own_append(
+                        envelope, aggregate_filter, expected_version
+                    )
+                    if stored is not None:
+                        return stored
+                raise ConcurrencyConflict(
+                    aggregate_filter, expected_version, error.description or ""
+                ) from None
+            return Stored(ack.stream, ack.seq, bool(ack.duplicate), envelope)
+
+        return await with_retries(attempt, self.deadline_s, f"event {envelope.id}")
+
+    async def _find_own_append(
+        self, envelope: Envelope[Event], aggregate_filter: str, expected_version: int
+    ) -> Stored | None:
+        """Our append may have landed on an earlier attempt whose ack was lost."""
+        stream = stream_of(envelope.data.service)
+        try:
+            message = await self._js.get_msg(
+                stream, seq=expected_version + 1, subject=aggregate_filter, next=True
+            )
+        except NotFoundError:
+            return None
+        if (message.headers or {}).get(MSG_ID_HEADER) == envelope.id and message.seq:
+            return Stored(stream, message.seq, True, envelope)
+        return None

@@ -1,0 +1,56 @@
+"""Reading an aggregate's history back from its service's event stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from mutualis_kernel.bus.publisher import stream_of
+from mutualis_kernel.events.envelope import Envelope, decode
+from mutualis_kernel.events.registry import Event, EventCatalog, catalog
+from mutualis_kernel.events.subjects import SubjectFilter
+
+
+@dataclass(frozen=True)
+class History:
+    """An aggregate's events in order, and the version to expect when appending next."""
+
+    events: tuple[Envelope[Event], ...]
+    version: int
+
+    @property
+    def is_new(self) -> bool:
+        return self.version == 0
+
+
+class EventStore:
+    def __init__(self, js: JetStreamContext, known: EventCatalog = catalog) -> None:
+        self._js = js
+        self._known = known
+
+    async def load(
+        self, service: str, tenant: str, aggregate: str, aggregate_id: str
+    ) -> History:
+        """Every event of one aggregate, read from the stream leader (never a stale replica)."""
+        stream = stream_of(service)
+        subject_filter = SubjectFilter.aggregate(service, tenant, aggregate, aggregate_id)
+        events: list[Envelope[Event]] = []
+        next_seq = 1
+        version = 0
+        while True:
+            try:
+                message = await self._js.get_msg(
+                    stream, seq=next_seq, subject=subject_filter, next=True
+                )
+            except NotFoundError:
+                break
+            assert message.seq is not None
+            assert message.subject is not None
+            events.append(
+                decode(message.subject, message.headers, message.data or b"", self._known)
+            )
+            version = message.seq
+            next_seq = message.seq + 1
+        return History(tuple(events), version)

@@ -1,0 +1,28 @@
+"""Event types used only by the kernel's tests, in a catalog of their own."""
+
+from mutualis_kernel.events import EventCatalog, domain_event
+from mutualis_kernel.events.registry import Event
+
+demo_catalog = EventCatalog()
+
+
+@domain_event("demo", "parcel.registered", aggregate="parcel", into=demo_catalog)
+class ParcelRegistered(Event):
+    """A parcel entered the demo system."""
+
+    reference: str
+    weight_kg: float
+
+
+@domain_event("demo", "parcel.shipped", aggregate="parcel", into=demo_catalog)
+class ParcelShipped(Event):
+    """A parcel left."""
+
+    carrier: str
+
+
+@domain_event("demo", "label.printed", aggregate="label", into=demo_catalog)
+class LabelPrinted(Event):
+    """The effect of handling ParcelRegistered: what 'exactly one effect' counts."""
+
+    parcel_id: str
