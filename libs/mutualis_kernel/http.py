@@ -1,0 +1,324 @@
+"""The FastAPI application every Mutualis service starts from.
+
+Owns what is the same for every HTTP API: health and readiness, `/metrics`, tracing of each
+request, the request context in logs, security headers, a bound on request bodies and one
+shape for every error: `{"error": <code>, "detail": ...}`. A service adds its routers to the
+app this returns; it never installs its own error handlers or tracing middleware.
+
+Telemetry and logging are set up by the service's composition root (`setup_telemetry`,
+`configure_logging`) before `create_app`; this module only uses the global providers.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
+
+from mutualis_kernel.config import KernelSettings
+from mutualis_kernel.health import ReadinessCheck, health_router
+from mutualis_kernel.telemetry import current_trace_ids
+from mutualis_kernel.tenants import SLUG_PATTERN
+
+log = structlog.stdlib.get_logger("mutualis_kernel.http")
+
+#: Bodies larger than this are refused with 413 unless the path is an upload route.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+TENANT_HEADER = "x-mutualis-tenant"
+REQUEST_ID_HEADER = "x-request-id"
+#: Not traced: probes and scrapes would drown the requests that matter.
+UNTRACED_PATHS = ("/healthz", "/readyz", "/metrics")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ApiError(StarletteHTTPException):
+    """An HTTP error with a stable machine-readable code, raised by routes at the edge."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
+        self.code = code
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "payload_too_large", f"request body exceeds {limit} bytes")
+
+
+def create_app(
+    *,
+    title: str,
+    version: str,
+    settings: KernelSettings,
+    lifespan: Lifespan[FastAPI] | None = None,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    upload_limits: Mapping[str, int] | None = None,
+) -> FastAPI:
+    """A FastAPI app with the kernel's endpoints, middleware and error shapes.
+
+    `upload_limits` maps a path prefix (say `/v1/documents`) to the body size allowed under
+    it; every other path gets `max_body_bytes`.
+    """
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.include_router(health_router(readiness or {}))
+    app.add_api_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
+
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    # add_middleware puts each one outside the previous: this reads from the inside out.
+    app.add_middleware(
+        BodySizeLimit, default_limit=max_body_bytes, prefix_limits=dict(upload_limits or {})
+    )
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(RequestContext)
+    app.add_middleware(SecurityHeaders, hsts=not settings.dev_mode)
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=",".join(f"{path}$" for path in UNTRACED_PATHS)
+    )
+    return app
+
+
+async def _metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _error_code(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "http_error"
+
+
+async def _http_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    code = error.code if isinstance(error, ApiError) else _error_code(error.status_code)
+    return JSONResponse(
+        {"error": code, "detail": error.detail},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
+async def _validation_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(
+        {"error": "invalid_request", "detail": readable_errors(error.errors())},
+        status_code=422,
+    )
+
+
+def readable_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic's errors as `{"field", "message"}`, without the rejected input.
+
+    The input is left out on purpose: it may be a password or a token.
+    """
+    readable = []
+    for error in errors:
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        message = str(error.get("msg", "invalid value"))
+        context = error.get("ctx") or {}
+        if error.get("type") == "json_invalid":
+            # Pydantic puts the character position where a field name would be.
+            location = "body"
+            message = f"body is not valid JSON: {context.get('error', message)}"
+        readable.append({"field": location, "message": message, "type": str(error.get("type"))})
+    return readable
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    raw = name.encode("latin-1")
+    for key, value in scope.get("headers", ()):
+        if key.lower() == raw:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    response = JSONResponse(body, status_code=status)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class SecurityHeaders:
+    """Headers that keep browsers from sniffing, framing or leaking referrers."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.extra = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+        if hsts:
+            self.extra.append(
+                (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {key.lower() for key, _ in headers}
+                headers.extend(h for h in self.extra if h[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class RequestContext:
+    """Binds `request_id` and `tenant` into structlog's context for the request's lifetime."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, REQUEST_ID_HEADER)
+        # A caller's id is kept only if it is harmless in a log line.
+        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        context: dict[str, str] = {"request_id": request_id}
+        tenant = _header(scope, TENANT_HEADER)
+        if tenant and SLUG_PATTERN.match(tenant):
+            context["tenant"] = tenant
+            trace.get_current_span().set_attribute("mutualis.tenant", tenant)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(**context):
+            await self.app(scope, receive, send_with_id)
+
+
+class UnhandledErrors:
+    """Turns an unexpected exception into a 500 that names the trace, and logs it once.
+
+    Handled here rather than by Starlette's ServerErrorMiddleware, which re-raises after
+    answering and so makes uvicorn log the same traceback a second time.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            span = trace.get_current_span()
+            span.record_exception(error)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
+            log.exception(
+                "http.unhandled_error", method=scope.get("method"), path=scope.get("path")
+            )
+            if started:
+                raise
+            trace_id, _ = current_trace_ids()
+            await _send_json(
+                send,
+                500,
+                {
+                    "error": "internal_error",
+                    "detail": "the server failed to handle this request; it has been logged",
+                    "trace_id": trace_id,
+                },
+            )
+
+
+class BodySizeLimit:
+    """Refuses request bodies over a limit with 413, before reading them when it can.
+
+    A declared Content-Length is checked up front; a chunked body is counted as it is read
+    and the route sees `PayloadTooLarge`, which FastAPI passes through as an HTTP error.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, default_limit: int, prefix_limits: Mapping[str, int]
+    ) -> None:
+        self.app = app
+        self.default_limit = default_limit
+        # Longest prefix first, so `/v1/documents/big` beats `/v1`.
+        self.prefix_limits = sorted(prefix_limits.items(), key=lambda kv: -len(kv[0]))
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.prefix_limits:
+            base = prefix.rstrip("/")
+            if path == base or path.startswith(base + "/"):
+                return limit
+        return self.default_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        declared = _header(scope, "content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            too_large = PayloadTooLarge(limit)
+            await _send_json(send, 413, {"error": too_large.code, "detail": too_large.detail})
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(limit)
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except PayloadTooLarge as error:
+            # Reached only when the body was read outside a route (FastAPI answers for those).
+            if started:
+                raise
+            await _send_json(send, 413, {"error": error.code, "detail": error.detail})
