@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
 from mutualis_cli import platform
 from mutualis_cli.rundir import load_state
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.testing import free_port_block
-from rich.console import Console
-from typer.testing import CliRunner
 
 FAKE_SERVICES = Path(__file__).parent / "fake_services"
 

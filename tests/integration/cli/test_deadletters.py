@@ -10,13 +10,14 @@ from typing import Any, TypeVar
 
 import nats
 import pytest
+from nats.js.api import RawStreamMsg
+from nats.js.errors import NotFoundError
+from typer.testing import CliRunner
+
 from mutualis_cli.main import app
 from mutualis_kernel.bus import deadletter
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.streams import DEAD_LETTER_STREAM, REPLAY_STREAM
-from nats.js.api import RawStreamMsg
-from nats.js.errors import NotFoundError
-from typer.testing import CliRunner
 
 T = TypeVar("T")
 

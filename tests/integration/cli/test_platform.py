@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from mutualis_cli.main import app
 from mutualis_cli.rundir import load_state
 from mutualis_cli.supervisor import process_alive, wait_gone
-from typer.testing import CliRunner
 
 from .conftest import Ports
 

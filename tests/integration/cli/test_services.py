@@ -9,14 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
 from mutualis_cli import platform
 from mutualis_cli.main import app
 from mutualis_cli.rundir import load_state
 from mutualis_cli.supervisor import ServiceNotReady, process_alive
 from mutualis_kernel.runtime import PortInUse
 from mutualis_kernel.service import ServiceManifest
-from rich.console import Console
-from typer.testing import CliRunner
 
 from .conftest import FAKE_SERVICES, Ports
 

@@ -6,10 +6,11 @@ import asyncio
 import threading
 
 import nats
+from typer.testing import CliRunner, Result
+
 from mutualis_cli.main import app
 from mutualis_kernel.events import Envelope, Event, domain_event, encode
 from mutualis_kernel.runtime import LocalCluster
-from typer.testing import CliRunner, Result
 
 
 @domain_event("demo", "thing.happened", aggregate="thing")

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from mutualis_cli.platform import BadOptions, UpOptions, plan_services
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import Resources

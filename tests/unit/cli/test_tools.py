@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from mutualis_cli.main import app
 from mutualis_cli.rundir import (
     NodeState,
@@ -14,7 +16,6 @@ from mutualis_cli.rundir import (
 )
 from mutualis_cli.supervisor import LogFollower
 from mutualis_cli.tail import TailFilter
-from typer.testing import CliRunner
 
 
 def state(run_dir: Path) -> RunState:

@@ -6,13 +6,14 @@ the published contract.
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict
+
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.contract import Contract
 from mutualis_kernel.events import EventCatalog, domain_event
 from mutualis_kernel.events.registry import Event
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import Resources, events_stream
-from pydantic import BaseModel, ConfigDict
 
 
 class PrivateCatalog(EventCatalog):

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from mutualis_kernel.contract import ENVELOPE_HEADERS, build_asyncapi, render_yaml
 from mutualis_kernel.events import Envelope, encode
 from mutualis_kernel.tenants import default_tenants
@@ -217,9 +218,10 @@ def test_the_yaml_is_stable_and_reads_back_as_the_document(document: dict[str, A
 
 
 def test_two_events_with_different_nested_models_of_one_name_keep_both() -> None:
+    from pydantic import BaseModel, ConfigDict
+
     from mutualis_kernel.events import domain_event
     from mutualis_kernel.events.registry import Event
-    from pydantic import BaseModel, ConfigDict
 
     from .demo import PrivateCatalog
 

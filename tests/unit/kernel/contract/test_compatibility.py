@@ -6,10 +6,11 @@ import datetime
 import uuid
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from mutualis_kernel.contract import breaking_changes, snapshot
 from mutualis_kernel.events import domain_event
 from mutualis_kernel.events.registry import Event
-from pydantic import BaseModel, ConfigDict
 
 from .demo import PrivateCatalog
 

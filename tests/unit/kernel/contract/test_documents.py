@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mutualis_kernel.contract import BreakingChanges, ContractError, check_contract, write_contract
 from mutualis_kernel.contract.documents import BEGIN_MARKER, END_MARKER
 from mutualis_kernel.events import domain_event

@@ -1,6 +1,7 @@
 """NATS subject wildcards, as the contract tooling reads consumer filters."""
 
 import pytest
+
 from mutualis_kernel.contract import subject_matches, subjects_overlap
 
 SUBJECT = "evt.parapheur.bordeaux.folder.f1.step.assigned"
