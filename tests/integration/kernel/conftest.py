@@ -25,7 +25,9 @@ class Bus:
 
 
 async def open_bus(cluster: LocalCluster) -> Bus:
-    nc = await nats.connect(servers=cluster.client_urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    nc = await nats.connect(
+        servers=cluster.client_urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1
+    )
     js = nc.jetstream()
     await apply_resources(js, DEMO_RESOURCES, cluster.replicas)
     publisher = EventPublisher(js, source_service="demo", datacenter="dc1")

@@ -64,7 +64,9 @@ async def dead_letter_of(bus: Bus, spec: ConsumerSpec, event_id: str) -> RawStre
         seq = 1
         while True:
             try:
-                letter = await bus.js.get_msg(DEAD_LETTER_STREAM, seq=seq, subject=subject, next=True)
+                letter = await bus.js.get_msg(
+                    DEAD_LETTER_STREAM, seq=seq, subject=subject, next=True
+                )
             except NotFoundError:
                 break
             if (letter.headers or {}).get("ce-id") == event_id:
@@ -286,7 +288,9 @@ async def test_a_replayed_dead_letter_reaches_only_its_consumer(bus: Bus) -> Non
     headers = deadletter.carried_headers(letter.headers)
     headers[deadletter.REPLAY_OF] = str(letter.seq)
     headers["Nats-Msg-Id"] = f"replay:{letter.seq}"
-    await bus.js.publish(deadletter.replay_subject(spec.durable), letter.data or b"", headers=headers)
+    await bus.js.publish(
+        deadletter.replay_subject(spec.durable), letter.data or b"", headers=headers
+    )
     await wait_for(lambda: _true(stored.envelope.id in handled))
     stop.set()
     await task
@@ -327,7 +331,9 @@ async def test_two_concurrent_appends_to_one_aggregate_one_wins_the_other_confli
 async def test_an_aggregate_is_read_back_in_order_without_its_neighbours(bus: Bus) -> None:
     parcel, neighbour = new_id(), new_id()
     await bus.publisher.append(
-        ParcelRegistered(reference="a", weight_kg=1), tenant="begles", aggregate_id=parcel,
+        ParcelRegistered(reference="a", weight_kg=1),
+        tenant="begles",
+        aggregate_id=parcel,
         expected_version=0,
     )
     await bus.publisher.publish(
@@ -362,10 +368,24 @@ async def test_one_trace_runs_from_publish_to_consume(bus: Bus) -> None:
     stop.set()
     await task
 
-    producer = next(s for s in capture.spans if s.kind == SpanKind.PRODUCER and s.attributes
-                    and s.attributes.get("messaging.destination.name", "").endswith(f"{parcel}.parcel.registered"))
-    consumer = next(s for s in capture.spans if s.kind == SpanKind.CONSUMER and s.attributes
-                    and s.attributes.get("messaging.destination.name", "").endswith(f"{parcel}.parcel.registered"))
+    producer = next(
+        s
+        for s in capture.spans
+        if s.kind == SpanKind.PRODUCER
+        and s.attributes
+        and s.attributes.get("messaging.destination.name", "").endswith(
+            f"{parcel}.parcel.registered"
+        )
+    )
+    consumer = next(
+        s
+        for s in capture.spans
+        if s.kind == SpanKind.CONSUMER
+        and s.attributes
+        and s.attributes.get("messaging.destination.name", "").endswith(
+            f"{parcel}.parcel.registered"
+        )
+    )
     assert producer.context.trace_id == consumer.context.trace_id
     assert consumer.parent is not None
     assert consumer.parent.span_id == producer.context.span_id
