@@ -6,7 +6,7 @@ Each service derives one settings class from `KernelSettings` (environment prefi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,7 +48,7 @@ class KernelSettings(BaseSettings):
     stream_replicas: int = Field(default=3, ge=1, le=5)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     drain_timeout_s: float = 10.0
 
