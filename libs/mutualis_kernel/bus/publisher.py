@@ -13,7 +13,7 @@ meets a "wrong last sequence" we look whether our own message is the one that go
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -116,6 +116,26 @@ class Stored:
     envelope: Envelope[Event]
 
 
+def _send_attributes(
+    envelope: Envelope[Event], subject: str, size: int
+) -> dict[str, str | int | bool]:
+    """OpenTelemetry messaging attributes of a PRODUCER span."""
+    attributes: dict[str, str | int | bool] = {
+        "messaging.system": "nats",
+        "messaging.operation.name": "send",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": subject,
+        "messaging.message.id": envelope.id,
+        "messaging.message.body.size": size,
+        "cloudevents.event_id": envelope.id,
+        "cloudevents.event_type": envelope.type,
+        "mutualis.tenant": envelope.tenant,
+    }
+    if envelope.datacenter:
+        attributes["mutualis.datacenter"] = envelope.datacenter
+    return attributes
+
+
 def stream_of(service: str) -> str:
     return f"{service.upper()}_EVENTS"
 
@@ -215,19 +235,7 @@ class EventPublisher:
         if expected_version is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_version)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = aggregate_filter
-        attributes: dict[str, str | int | bool] = {
-            "messaging.system": "nats",
-            "messaging.operation.name": "send",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": subject,
-            "messaging.message.id": envelope.id,
-            "messaging.message.body.size": len(body),
-            "cloudevents.event_id": envelope.id,
-            "cloudevents.event_type": envelope.type,
-            "mutualis.tenant": envelope.tenant,
-        }
-        if envelope.datacenter:
-            attributes["mutualis.datacenter"] = envelope.datacenter
+        attributes = _send_attributes(envelope, subject, len(body))
         span_name = f"send {envelope.data.service}.{envelope.data.event_name}"
         with _tracer.start_as_current_span(
             span_name, kind=SpanKind.PRODUCER, attributes=attributes
@@ -245,6 +253,42 @@ class EventPublisher:
             if stored.duplicate:
                 span.set_attribute("mutualis.duplicate", True)
         _published.add(1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant})
+        return stored
+
+    async def publish_batch(
+        self, envelopes: Sequence[Envelope[Event]], *, window: int = 256
+    ) -> list[Stored]:
+        """Pipelined publishing for bulk producers (imports, load, replays of history).
+
+        Up to `window` publishes are in flight at once; one that fails or gets no ack in time
+        is published again through `publish_envelope`, with its retries. Order of storage
+        across the window is not guaranteed, so this is not for appends to one aggregate.
+        """
+        stored: list[Stored] = []
+        for start in range(0, len(envelopes), window):
+            chunk = envelopes[start : start + window]
+            pending = []
+            for envelope in chunk:
+                subject, headers, body = encode(envelope)
+                with _tracer.start_as_current_span(
+                    f"send {envelope.data.service}.{envelope.data.event_name}",
+                    kind=SpanKind.PRODUCER,
+                    attributes=_send_attributes(envelope, subject, len(body)),
+                ):
+                    propagate.inject(headers)
+                    pending.append(await self._js.publish_async(subject, body, headers=headers))
+            for envelope, future in zip(chunk, pending, strict=True):
+                try:
+                    ack = await asyncio.wait_for(future, self.attempt_timeout_s)
+                except Exception as error:
+                    if not is_transient(error):
+                        raise
+                    stored.append(await self.publish_envelope(envelope))
+                    continue
+                stored.append(Stored(ack.stream, ack.seq, bool(ack.duplicate), envelope))
+                _published.add(
+                    1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant}
+                )
         return stored
 
     async def _publish_with_retries(

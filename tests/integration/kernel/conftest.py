@@ -10,8 +10,7 @@ from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.streams import KERNEL_RESOURCES, Resources, apply_resources, events_stream
-
-from .demo_events import demo_catalog
+from mutualis_kernel.testing.demo_events import demo_catalog
 
 DEMO_RESOURCES = KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "Demo events"),))
 

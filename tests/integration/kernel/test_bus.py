@@ -17,9 +17,14 @@ from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.events import Envelope, SubjectFilter, derived_event_id
 from mutualis_kernel.streams import DEAD_LETTER_STREAM
 from mutualis_kernel.testing import SpanCapture
+from mutualis_kernel.testing.demo_events import (
+    LabelPrinted,
+    ParcelRegistered,
+    ParcelShipped,
+    demo_catalog,
+)
 
 from .conftest import Bus
-from .demo_events import LabelPrinted, ParcelRegistered, ParcelShipped, demo_catalog
 
 
 def new_id() -> str:

@@ -1,4 +1,8 @@
-"""Event types used only by the kernel's tests, in a catalog of their own."""
+"""Demo event types for the kernel's tests and benchmarks, in a catalog of their own.
+
+They live in `demo_catalog`, never in the process-wide catalog, so they cannot leak into the
+AsyncAPI document or be decoded by a real service.
+"""
 
 from mutualis_kernel.events import EventCatalog, domain_event
 from mutualis_kernel.events.registry import Event
