@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from mutualis_kernel.bus import deadletter
-from mutualis_kernel.streams import DEAD_LETTER_STREAM, REPLAY_STREAM
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+
+from mutualis_kernel.bus import deadletter
+from mutualis_kernel.streams import DEAD_LETTER_STREAM, REPLAY_STREAM
 
 MSG_ID = "Nats-Msg-Id"
 

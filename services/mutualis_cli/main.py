@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from mutualis_kernel.runtime import ClusterNotReady, PortInUse
-from mutualis_kernel.service import installed_manifests
-from mutualis_kernel.streams import StreamUpdateRefused
 from rich.console import Console
 
 from mutualis_cli import deadletters, platform, status, tail
@@ -27,6 +24,9 @@ from mutualis_cli.serve import UnknownService
 from mutualis_cli.serve import serve as serve_service
 from mutualis_cli.supervisor import ServiceNotReady
 from mutualis_cli.target import NoTarget, connect, resolve
+from mutualis_kernel.runtime import ClusterNotReady, PortInUse
+from mutualis_kernel.service import installed_manifests
+from mutualis_kernel.streams import StreamUpdateRefused
 
 app = typer.Typer(
     help="Mutualis: run the platform locally and operate it.",

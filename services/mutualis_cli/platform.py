@@ -17,10 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from mutualis_kernel.runtime import LocalCluster, PortInUse, Topology
-from mutualis_kernel.runtime.process import port_is_free
-from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS
-from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
 from rich.console import Console
 from rich.table import Table
 
@@ -44,6 +40,10 @@ from mutualis_cli.supervisor import (
     stop_processes,
 )
 from mutualis_cli.supervisor import wait_ready as wait_service_ready
+from mutualis_kernel.runtime import LocalCluster, PortInUse, Topology
+from mutualis_kernel.runtime.process import port_is_free
+from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS
+from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
 
 NATS_MARKER = "nats-server"
 #: Ports of one datacenter's instances are this far from the previous datacenter's.

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mutualis_cli.target import connect
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KERNEL_RESOURCES, ApplyReport, Resources, apply_resources
-
-from mutualis_cli.target import connect
 
 
 def platform_resources(manifests: Sequence[ServiceManifest]) -> list[Resources]:

@@ -11,8 +11,6 @@ import asyncio
 from collections.abc import Sequence
 
 import httpx
-from mutualis_kernel.bus.deadletter import DEAD_LETTER_PREFIX
-from mutualis_kernel.streams import DEAD_LETTER_STREAM
 from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 from pydantic import BaseModel, Field
@@ -22,6 +20,8 @@ from rich.table import Table
 from mutualis_cli.rundir import NodeState, RunState, ServiceState
 from mutualis_cli.supervisor import process_alive
 from mutualis_cli.target import NoTarget, connect
+from mutualis_kernel.bus.deadletter import DEAD_LETTER_PREFIX
+from mutualis_kernel.streams import DEAD_LETTER_STREAM
 
 HTTP_TIMEOUT_S = 1.5
 JS_TIMEOUT_S = 3.0

@@ -13,13 +13,13 @@ import json
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from mutualis_kernel.events import InvalidEvent, decode
-from mutualis_kernel.events.subjects import PREFIX
 from nats.aio.msg import Msg
 from rich.console import Console
 from rich.markup import escape
 
 from mutualis_cli.target import connect
+from mutualis_kernel.events import InvalidEvent, decode
+from mutualis_kernel.events.subjects import PREFIX
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,6 @@ def _send_attributes(
         "messaging.destination.name": subject,
         "messaging.message.id": envelope.id,
         "messaging.message.body.size": size,
-        "cloudevents.event_id": envelope.id,
         "cloudevents.event_type": envelope.type,
         "mutualis.tenant": envelope.tenant,
     }
@@ -277,14 +276,17 @@ class EventPublisher:
                 ):
                     propagate.inject(headers)
                     pending.append(await self._js.publish_async(subject, body, headers=headers))
+            # One deadline for the whole window: publish_async futures never time out alone.
+            await asyncio.wait(pending, timeout=self.attempt_timeout_s)
             for envelope, future in zip(chunk, pending, strict=True):
-                try:
-                    ack = await asyncio.wait_for(future, self.attempt_timeout_s)
-                except Exception as error:
+                error = future.exception() if future.done() else TimeoutError()
+                if error is not None:
+                    future.cancel()
                     if not is_transient(error):
-                        raise
+                        raise error
                     stored.append(await self.publish_envelope(envelope))
                     continue
+                ack = future.result()
                 stored.append(Stored(ack.stream, ack.seq, bool(ack.duplicate), envelope))
                 _published.add(
                     1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant}

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from mutualis_kernel.events.ids import new_event_id
 from mutualis_kernel.events.registry import Event, EventCatalog, catalog
-from mutualis_kernel.events.subjects import InvalidSubject, Subject
+from mutualis_kernel.events.subjects import TOKEN_PATTERN, Subject
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -107,6 +107,7 @@ def encode(envelope: Envelope[Event]) -> tuple[str, dict[str, str], bytes]:
     return str(subject), headers, body
 
 
+_AGGREGATE_ID = TOKEN_PATTERN
 _REQUIRED = ("ce-specversion", "ce-id", "ce-source", "ce-type", "ce-tenant", "ce-time")
 _TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
@@ -133,19 +134,21 @@ def decode(
     model = known.model_for(type_name)
     if model is None:
         raise UnknownEventType(f"unknown event type {type_name!r}")
-    try:
-        parsed = Subject.parse(subject)
-    except InvalidSubject as error:
-        raise InvalidEvent(str(error)) from None
+    tokens = Subject.split(subject)
+    if tokens is None:
+        raise InvalidEvent(f"subject {subject!r} is not an event subject")
+    service, subject_tenant, aggregate, aggregate_id, entity, action = tokens
     tenant = headers["ce-tenant"]
-    if parsed.tenant != tenant:
-        raise InvalidEvent(f"tenant {tenant!r} does not match subject tenant {parsed.tenant!r}")
-    if (parsed.service, parsed.event_name, parsed.aggregate) != (
+    if subject_tenant != tenant:
+        raise InvalidEvent(f"tenant {tenant!r} does not match subject tenant {subject_tenant!r}")
+    if (service, f"{entity}.{action}", aggregate) != (
         model.service,
         model.event_name,
         model.aggregate,
     ):
         raise InvalidEvent(f"subject {subject!r} does not carry a {type_name} event")
+    if not _AGGREGATE_ID.match(aggregate_id):
+        raise InvalidEvent(f"aggregate id {aggregate_id!r} is not a valid subject token")
     try:
         time = datetime.fromisoformat(headers["ce-time"])
     except ValueError:
@@ -157,7 +160,7 @@ def decode(
     return Envelope(
         data=data,
         tenant=tenant,
-        aggregate_id=parsed.aggregate_id,
+        aggregate_id=aggregate_id,
         id=headers["ce-id"],
         source=headers["ce-source"],
         time=time,

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "evt"
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _NAME_TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -25,7 +25,7 @@ class InvalidSubject(ValueError):
 
 
 def check_token(kind: str, value: str, *, name_like: bool = False) -> str:
-    pattern = _NAME_TOKEN if name_like else _TOKEN
+    pattern = _NAME_TOKEN if name_like else TOKEN_PATTERN
     if not pattern.match(value):
         raise InvalidSubject(
             f"{kind} {value!r} is not a valid subject token "
@@ -82,6 +82,15 @@ class Subject:
                 f"{PREFIX}.<service>.<tenant>.<aggregate>.<id>.<entity>.<action>"
             )
         return cls(*parts[1:])
+
+    @classmethod
+    def split(cls, subject: str) -> tuple[str, ...] | None:
+        """The six tokens of a well-formed subject, unchecked: the hot path of decoding,
+        which then compares them with the envelope and the event type it claims."""
+        parts = subject.split(".")
+        if len(parts) != 7 or parts[0] != PREFIX:
+            return None
+        return tuple(parts[1:])
 
 
 class SubjectFilter:
