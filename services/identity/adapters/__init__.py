@@ -1,0 +1,1 @@
+"""Adapters: JetStream KV repositories and the signing-key store."""

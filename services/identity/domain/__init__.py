@@ -1,0 +1,1 @@
+"""Pure identity rules: users, clients, passwords, TOTP, codes, refresh families, throttling."""

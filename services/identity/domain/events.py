@@ -1,0 +1,112 @@
+"""The identity service's events, published on `evt.identity.<tenant>.<aggregate>.<id>.>`.
+
+Payloads carry only what consumers need: ids, tenant, kind, roles. Personal data (email,
+name) appears only where a consumer must act on it, and each docstring says so; the erasure
+event carries none, so that erasing a person does not leave their data in the stream.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mutualis_kernel.events import Event, domain_event
+
+UserKind = Literal["citizen", "agent"]
+
+
+@domain_event("identity", "user.registered", aggregate="user")
+class UserRegistered(Event):
+    """An account was created. Carries the email and display name because notifications
+    sends the welcome message; consumers must not copy them elsewhere."""
+
+    user_id: str
+    tenant: str
+    kind: UserKind
+    roles: tuple[str, ...] = ()
+    email: str | None = None
+    name: str | None = None
+
+
+@domain_event("identity", "user.updated", aggregate="user")
+class UserUpdated(Event):
+    """An account changed (disabled, enabled, commune of residence). No personal data."""
+
+    user_id: str
+    tenant: str
+    disabled: bool
+    changed: tuple[str, ...] = ()
+
+
+@domain_event("identity", "user.erased", aggregate="user")
+class UserErased(Event):
+    """A person's account was deleted (GDPR erasure): every service must erase or anonymise
+    what it holds about `user_id`. Carries no personal data on purpose."""
+
+    user_id: str
+    tenant: str
+    kind: UserKind
+
+
+@domain_event("identity", "role.granted", aggregate="user")
+class RoleGranted(Event):
+    """An agent received a role in its tenant."""
+
+    user_id: str
+    tenant: str
+    role: str
+    roles: tuple[str, ...]
+    by: str | None = None
+
+
+@domain_event("identity", "role.revoked", aggregate="user")
+class RoleRevoked(Event):
+    """An agent lost a role in its tenant."""
+
+    user_id: str
+    tenant: str
+    role: str
+    roles: tuple[str, ...]
+    by: str | None = None
+
+
+@domain_event("identity", "client.registered", aggregate="client")
+class ClientRegistered(Event):
+    """An application was registered as an OAuth client of the tenant (never its secret)."""
+
+    client_id: str
+    tenant: str
+    confidential: bool
+    redirect_uris: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = ()
+
+
+@domain_event("identity", "login.succeeded", aggregate="user")
+class LoginSucceeded(Event):
+    """Security event: a person authenticated (no address or credential in the payload)."""
+
+    user_id: str
+    tenant: str
+    acr: str
+    amr: tuple[str, ...]
+    client_id: str | None = None
+
+
+@domain_event("identity", "login.failed", aggregate="user")
+class LoginFailed(Event):
+    """Security event: a login attempt failed. `user_id` is `unknown` (tenant: the
+    metropolis) when the identifier matches no account."""
+
+    user_id: str
+    tenant: str
+    reason: Literal["bad_credentials", "bad_otp", "throttled", "disabled"]
+
+
+@domain_event("identity", "refresh.reused", aggregate="user")
+class RefreshReused(Event):
+    """Security event: a used refresh token was presented again; its family was revoked."""
+
+    user_id: str
+    tenant: str
+    client_id: str
+    family_id: str

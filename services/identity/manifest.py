@@ -1,0 +1,43 @@
+"""What the identity service declares: its event stream and its KV buckets (no I/O here)."""
+
+from __future__ import annotations
+
+from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.streams import KeyValueSpec, Resources, events_stream
+
+USERS = "identity_users"
+CLIENTS = "identity_clients"
+KEYS = "identity_keys"
+SESSIONS = "identity_sessions"
+CODES = "identity_codes"
+PENDING = "identity_pending"
+REFRESH = "identity_refresh"
+THROTTLE = "identity_throttle"
+REVOKED = "identity_revoked"
+
+RESOURCES = Resources(
+    streams=(
+        events_stream(
+            "identity", "Accounts, roles, clients and security events of the identity service."
+        ),
+    ),
+    key_values=(
+        KeyValueSpec(USERS, "Accounts by id, and the username index.", history=5),
+        KeyValueSpec(CLIENTS, "OAuth clients by client_id.", history=5),
+        KeyValueSpec(KEYS, "Signing keys (private part encrypted) and the current kid.", history=5),
+        KeyValueSpec(SESSIONS, "Browser sessions by opaque id.", ttl_s=24 * 3600.0),
+        KeyValueSpec(CODES, "Authorization codes by digest (60 s, single use).", ttl_s=300.0),
+        KeyValueSpec(PENDING, "Authorization requests waiting for a login.", ttl_s=1800.0),
+        KeyValueSpec(REFRESH, "Refresh tokens by digest and their families.", ttl_s=31 * 86400.0),
+        KeyValueSpec(THROTTLE, "Recent login failures per account and address.", ttl_s=3600.0),
+        KeyValueSpec(REVOKED, "Revoked access-token ids until they expire.", ttl_s=3600.0),
+    ),
+)
+
+MANIFEST = ServiceManifest(
+    name="identity",
+    description="The territory's OpenID Connect provider for citizens, agents and services.",
+    default_port=KNOWN_SERVICES["identity"],
+    resources=RESOURCES,
+    event_modules=("identity.domain.events",),
+)

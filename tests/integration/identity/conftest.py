@@ -1,0 +1,74 @@
+"""Real identity instances (`python -m identity` subprocesses) on the real 3-DC cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from mutualis_kernel.runtime import LocalCluster
+from mutualis_kernel.testing.ports import free_port_block
+
+KEY_SECRET = "integration-test-key-secret"
+
+
+@dataclass
+class RunningIdentity:
+    url: str
+    issuer: str
+    process: subprocess.Popen[bytes]
+
+
+def start_identity(nats_urls: list[str], issuer: str | None, datacenter: str) -> RunningIdentity:
+    port = free_port_block(1)
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "MUTUALIS_DEV_MODE": "true",
+        "MUTUALIS_NATS_URLS": json.dumps(nats_urls),
+        "MUTUALIS_HTTP_PORT": str(port),
+        "MUTUALIS_ISSUER": issuer or url,
+        "MUTUALIS_DATACENTER": datacenter,
+        "MUTUALIS_STREAM_REPLICAS": "3",
+        "MUTUALIS_KEY_ENCRYPTION_SECRET": KEY_SECRET,
+        "MUTUALIS_LOG_LEVEL": "WARNING",
+        "OTEL_SDK_DISABLED": "true",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "identity"], env=env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"identity exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/.well-known/openid-configuration", timeout=1).status_code == 200:
+                return RunningIdentity(url, issuer or url, process)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("identity did not start in time")
+
+
+def stop_identity(running: RunningIdentity) -> None:
+    running.process.terminate()
+    try:
+        running.process.wait(15)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait()
+
+
+@pytest.fixture(scope="module")
+def identity_dc1(nats_cluster: LocalCluster) -> Iterator[RunningIdentity]:
+    running = start_identity(nats_cluster.urls_for("dc1"), None, "dc1")
+    try:
+        yield running
+    finally:
+        stop_identity(running)
