@@ -25,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 
 from bench.harness import latency_summary_ms, ratio, three_datacenters
 from mutualis_kernel.bus.consumer import EventConsumer
@@ -36,6 +37,19 @@ from mutualis_kernel.streams import KERNEL_RESOURCES, Resources, apply_resources
 from mutualis_kernel.testing.demo_events import ParcelRegistered, demo_catalog
 
 WINDOW = 256
+
+
+class Switch(Sampler):
+    """Sample everything while on; nothing while off (spans become non-recording)."""
+
+    def __init__(self) -> None:
+        self.on = True
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return (ALWAYS_ON if self.on else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "bench switch"
 
 
 class DroppingExporter(SpanExporter):
@@ -153,7 +167,8 @@ async def run(quick: bool = False) -> dict[str, Any]:
     count = 4_000 if quick else 20_000
     sync_count = 300 if quick else 2_000
     configure_logging("bench", level="WARNING", fmt="json")
-    provider = TracerProvider()
+    switch = Switch()
+    provider = TracerProvider(sampler=switch)
     provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
     trace.set_tracer_provider(provider)
 
@@ -173,6 +188,10 @@ async def run(quick: bool = False) -> dict[str, Any]:
         raw_con = await raw_consume(js, "pessac", count)
         kernel_con = await kernel_consume(js, "bordeaux", count)
         latencies = await sync_latencies(js, publisher, sync_count)
+        switch.on = False
+        untraced_pub = await kernel_publish(publisher, "floirac", count)
+        untraced_con = await kernel_consume(js, "floirac", count)
+        switch.on = True
         await nc.close()
     provider.shutdown()
 
@@ -202,4 +221,11 @@ async def run(quick: bool = False) -> dict[str, Any]:
             "target": 0.7,
         },
         "sync_publish_latency": latencies,
+        "kernel_without_tracing_per_s": {
+            "publish": round(count / untraced_pub),
+            "consume": round(count / untraced_con),
+            "publish_then_consume": round(count / (untraced_pub + untraced_con)),
+            "ratio_to_raw": ratio(count / (untraced_pub + untraced_con), raw_e2e),
+            "tracing_cost": ratio(kernel_e2e, count / (untraced_pub + untraced_con)),
+        },
     }

@@ -71,6 +71,8 @@ class EventConsumer:
         self._handlers = {model.type_name(): handler for model, handler in handlers.items()}
         self._known = known
         self._fetch_timeout_s = fetch_timeout_s
+        self._span_names: dict[str, str] = {}
+        self._metric_attributes = {"messaging.consumer.group.name": spec.durable}
         self.ready = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -170,69 +172,70 @@ class EventConsumer:
 
     # -- one message ---------------------------------------------------------------------
     async def handle(self, message: Msg, *, replayed: bool = False) -> None:
-        headers = dict(message.headers or {})
+        headers = message.headers or {}
         subject = headers.get(deadletter.SUBJECT, message.subject) if replayed else message.subject
         deliveries = message.metadata.num_delivered or 1
         parent = propagate.extract(headers)
         attributes: dict[str, Any] = {
             "messaging.system": "nats",
-            "messaging.operation.name": "process",
             "messaging.operation.type": "process",
             "messaging.destination.name": subject,
             "messaging.consumer.group.name": self.spec.durable,
-            "messaging.message.body.size": len(message.data),
-            "messaging.nats.delivery_count": deliveries,
         }
-        ce_type = headers.get("ce-type", "unknown")
-        with _tracer.start_as_current_span(
-            f"process {ce_type.removeprefix('mutualis.').rsplit('.v', 1)[0]}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-        ) as span:
-            try:
-                envelope = decode(subject, headers, message.data, self._known)
-            except InvalidEvent as error:
+        if deliveries > 1:
+            attributes["messaging.nats.delivery_count"] = deliveries
+        try:
+            envelope = decode(subject, headers, message.data, self._known)
+        except InvalidEvent as error:
+            with _tracer.start_as_current_span(
+                "process invalid", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+            ) as span:
                 span.set_status(Status(StatusCode.ERROR, error.reason))
-                await self._dead_letter(message, subject, headers, error.reason, deliveries)
-                return
-            span.set_attribute("messaging.message.id", envelope.id)
-            span.set_attribute("cloudevents.event_type", envelope.type)
-            span.set_attribute("mutualis.tenant", envelope.tenant)
-            handler = self._handlers.get(envelope.type)
-            if handler is None:
-                # Matched the filter but this consumer has nothing to do with it.
-                await message.ack()
-                return
-            started = time.perf_counter()
-            with structlog.contextvars.bound_contextvars(
-                tenant=envelope.tenant,
-                event_id=envelope.id,
-                event_type=envelope.type,
-                consumer=self.spec.durable,
-            ):
-                try:
-                    await handler(envelope)
-                except Unprocessable as error:
-                    span.set_status(Status(StatusCode.ERROR, error.reason))
-                    await self._dead_letter(message, subject, headers, error.reason, deliveries)
-                    return
-                except Exception as error:  # noqa: BLE001 - any handler bug must not stop us
-                    # Event-handler errors never kill the consumer: retry later, then give up.
-                    span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                    await self._failed(message, subject, headers, error, deliveries)
-                    return
-                finally:
-                    _handler_duration.record(
-                        time.perf_counter() - started,
-                        {"messaging.consumer.group.name": self.spec.durable},
-                    )
+                await self._dead_letter(message, subject, dict(headers), error.reason, deliveries)
+            return
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            # Matched the filter but this consumer has nothing to do with it.
             await message.ack()
-            _consumed.add(
-                1,
-                {"event.type": envelope.type, "messaging.consumer.group.name": self.spec.durable},
-            )
+            return
+        attributes["messaging.message.id"] = envelope.id
+        attributes["mutualis.tenant"] = envelope.tenant
+        with (
+            _tracer.start_as_current_span(
+                self._span_names.get(envelope.type) or self._span_name(envelope.type),
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+            structlog.contextvars.bound_contextvars(
+                tenant=envelope.tenant, event_id=envelope.id, event_type=envelope.type
+            ),
+        ):
+            started = time.perf_counter()
+            try:
+                await handler(envelope)
+            except Unprocessable as error:
+                span.set_status(Status(StatusCode.ERROR, error.reason))
+                await self._dead_letter(message, subject, dict(headers), error.reason, deliveries)
+                return
+            except Exception as error:  # noqa: BLE001 - any handler bug must not stop us
+                # Event-handler errors never kill the consumer: retry later, then give up.
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                await self._failed(message, subject, dict(headers), error, deliveries)
+                return
+            finally:
+                _handler_duration.record(time.perf_counter() - started, self._metric_attributes)
+            await message.ack()
+        _consumed.add(1, self._metric_attributes)
+
+    def _span_name(self, type_name: str) -> str:
+        # "process parapheur.folder.submitted": the event type is the destination template.
+        name = f"process {type_name.removeprefix('mutualis.').rsplit('.v', 1)[0]}"
+        self._span_names[type_name] = name
+        return name
 
     async def _failed(
         self,

@@ -22,7 +22,13 @@ from pydantic import ValidationError
 
 from mutualis_kernel.events.ids import new_event_id
 from mutualis_kernel.events.registry import Event, EventCatalog, catalog
-from mutualis_kernel.events.subjects import TOKEN_PATTERN, Subject
+from mutualis_kernel.events.subjects import (
+    NAME_TOKEN_PATTERN,
+    PREFIX,
+    TOKEN_PATTERN,
+    InvalidSubject,
+    Subject,
+)
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -82,7 +88,17 @@ class Envelope(Generic[E]):
 
 def encode(envelope: Envelope[Event]) -> tuple[str, dict[str, str], bytes]:
     """The NATS subject, headers and body of an envelope (binary content mode)."""
-    subject = envelope.subject  # validates every token
+    data = envelope.data
+    # The service, aggregate and event tokens were checked when the type was declared; only
+    # the tenant and the aggregate id vary from one event to the next.
+    if not _TENANT.match(envelope.tenant):
+        raise InvalidSubject(f"tenant {envelope.tenant!r} is not a valid subject token")
+    if not _AGGREGATE_ID.match(envelope.aggregate_id):
+        raise InvalidSubject(f"aggregate id {envelope.aggregate_id!r} is not a valid subject token")
+    subject = (
+        f"{PREFIX}.{data.service}.{envelope.tenant}.{data.aggregate}."
+        f"{envelope.aggregate_id}.{data.event_name}"
+    )
     headers = {
         "ce-specversion": SPEC_VERSION,
         "ce-id": envelope.id,
@@ -104,10 +120,11 @@ def encode(envelope: Envelope[Event]) -> tuple[str, dict[str, str], bytes]:
     body = envelope.data.model_dump_json().encode()
     if len(body) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event body is {len(body)} bytes, over {MAX_EVENT_BYTES}")
-    return str(subject), headers, body
+    return subject, headers, body
 
 
 _AGGREGATE_ID = TOKEN_PATTERN
+_TENANT = NAME_TOKEN_PATTERN
 _REQUIRED = ("ce-specversion", "ce-id", "ce-source", "ce-type", "ce-tenant", "ce-time")
 _TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 PREFIX = "evt"
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_NAME_TOKEN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+NAME_TOKEN_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class InvalidSubject(ValueError):
@@ -25,7 +25,7 @@ class InvalidSubject(ValueError):
 
 
 def check_token(kind: str, value: str, *, name_like: bool = False) -> str:
-    pattern = _NAME_TOKEN if name_like else TOKEN_PATTERN
+    pattern = NAME_TOKEN_PATTERN if name_like else TOKEN_PATTERN
     if not pattern.match(value):
         raise InvalidSubject(
             f"{kind} {value!r} is not a valid subject token "
