@@ -250,7 +250,7 @@ class Provider:
 
     async def _login_failed(self, user: User | None, reason: str) -> None:
         tenant = user.tenant if user else self.deps.tenants.metropolis.slug
-        event = LoginFailed(user_id=user.id if user else "unknown", tenant=tenant, reason=reason)  # type: ignore[arg-type]
+        event = LoginFailed(user_id=user.id if user else "unknown", tenant=tenant, reason=reason)
         await publish_all(self.deps, [event], event.user_id)
 
     async def open_session(
@@ -607,7 +607,7 @@ class Provider:
             header = jwt_header(token)
             if header.get("alg") != SIGNING_ALG or header.get("typ") != "at+jwt":
                 raise OAuthError("invalid_token", "not an access token of this issuer", 401)
-            keys = KeySet.import_key_set(await self.keys.public_jwks())
+            keys = KeySet.import_key_set(await self.keys.public_jwks())  # type: ignore[arg-type]
             claims = jwt.decode(token, keys, algorithms=[SIGNING_ALG]).claims
         except (JoseError, ValueError) as error:
             raise OAuthError("invalid_token", f"token not valid: {error}", 401) from None
@@ -676,7 +676,7 @@ class Provider:
     async def id_token_claims(self, id_token: str) -> dict[str, Any] | None:
         """Claims of an ID token we signed, expired or not (logout hints are often old)."""
         try:
-            keys = KeySet.import_key_set(await self.keys.public_jwks())
+            keys = KeySet.import_key_set(await self.keys.public_jwks())  # type: ignore[arg-type]
             return dict(jwt.decode(id_token, keys, algorithms=[SIGNING_ALG]).claims)
         except (JoseError, ValueError):
             return None
