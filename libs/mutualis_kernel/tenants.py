@@ -5,6 +5,7 @@ Every service asks this module whether a tenant exists; nothing else hard-codes 
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from importlib import resources
@@ -83,6 +84,12 @@ def load_tenants(path: Path | None = None) -> TenantDirectory:
     return TenantDirectory.model_validate(yaml.safe_load(text))
 
 
+#: Deployments point this at the tenants file rendered from their Helm values.
+TENANTS_FILE_VARIABLE = "MUTUALIS_TENANTS_FILE"
+
+
 @lru_cache(maxsize=1)
 def default_tenants() -> TenantDirectory:
-    return load_tenants()
+    """The deployment's tenants: `$MUTUALIS_TENANTS_FILE` if set, else the shipped file."""
+    configured = os.environ.get(TENANTS_FILE_VARIABLE)
+    return load_tenants(Path(configured) if configured else None)

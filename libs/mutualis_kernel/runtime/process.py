@@ -71,11 +71,13 @@ class NatsNode:
         return self.process is not None and self.process.poll() is None
 
     def check_ports(self) -> None:
-        for port, what, option in (
+        ports = [
             (self.spec.client_port, "NATS client", "--nats-port"),
             (self.spec.monitor_port, "NATS monitoring", "--nats-monitor-port"),
-            (self.spec.cluster_port, "NATS cluster route", "--nats-cluster-port"),
-        ):
+        ]
+        if "cluster {" in self.config_text:  # a single node opens no route port
+            ports.append((self.spec.cluster_port, "NATS cluster route", "--nats-cluster-port"))
+        for port, what, option in ports:
             if not port_is_free(self.spec.host, port):
                 raise PortInUse(port, f"{what} of {self.spec.name}", option)
 
@@ -180,10 +182,15 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (exited, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

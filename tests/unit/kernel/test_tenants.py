@@ -38,3 +38,21 @@ def test_slugs_must_be_subject_tokens(tmp_path: Path) -> None:
     path.write_text("version: 1\ntenants:\n  - {slug: 'Le Bouscat', name: x, kind: commune}\n")
     with pytest.raises(ValidationError):
         load_tenants(path)
+
+
+def test_a_deployment_points_at_its_own_tenants_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(
+        "version: 7\ntenants:\n  - {slug: metropole, name: M, kind: metropolis}\n"
+        "  - {slug: bordeaux, name: Bordeaux, kind: commune}\n"
+    )
+    monkeypatch.setenv("MUTUALIS_TENANTS_FILE", str(path))
+    default_tenants.cache_clear()
+    try:
+        assert default_tenants().version == 7
+        assert default_tenants().slugs == ("metropole", "bordeaux")
+    finally:
+        monkeypatch.delenv("MUTUALIS_TENANTS_FILE")
+        default_tenants.cache_clear()
