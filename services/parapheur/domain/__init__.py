@@ -1,0 +1,1 @@
+"""The parapheur's domain: circuits, folders and delegations. Pure: no I/O, no frameworks."""
