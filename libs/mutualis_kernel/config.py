@@ -38,6 +38,9 @@ class KernelSettings(BaseSettings):
         description="NATS servers, the local datacenter's node first.",
     )
     nats_credentials_file: str | None = None
+    nats_nkey_seed_file: str | None = Field(
+        default=None, description="This service's nkey seed, when NATS requires nkeys."
+    )
     nats_tls_ca_file: str | None = None
     nats_connect_timeout_s: float = 2.0
     publish_deadline_s: float = Field(

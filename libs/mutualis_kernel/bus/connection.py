@@ -44,6 +44,7 @@ async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
         dont_randomize=True,
         allow_reconnect=True,
         user_credentials=settings.nats_credentials_file,
+        nkeys_seed=settings.nats_nkey_seed_file,
         tls=tls,
         error_cb=on_error,
         disconnected_cb=on_disconnected,

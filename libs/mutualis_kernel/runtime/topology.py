@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mutualis_kernel.runtime.security import NatsSecurity
+
 DEFAULT_DATACENTERS = ("dc1", "dc2", "dc3")
 CLUSTER_NAME = "mutualis"
 
@@ -48,6 +50,8 @@ class Topology:
     monitor_port_base: int = 8222
     cluster_port_base: int = 6222
     tls_dir: Path | None = None
+    #: When set, every client must authenticate with an nkey and gets only its permissions.
+    security: NatsSecurity | None = None
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
@@ -101,6 +105,8 @@ class Topology:
             "  max_file_store: 20GB",
             "}",
         ]
+        if self.security is not None:
+            lines.append(self.security.render())
         if self.clustered:
             routes = ", ".join(n.route_url for n in self.nodes)
             lines += [

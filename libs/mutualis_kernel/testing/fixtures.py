@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mutualis_kernel.runtime.cluster import LocalCluster
+from mutualis_kernel.runtime.security import NatsSecurity
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS, Topology
 from mutualis_kernel.testing.ports import free_port_block
 
@@ -25,7 +26,9 @@ def _factory(base_dir: Path) -> tuple[ClusterFactory, list[LocalCluster]]:
     started: list[LocalCluster] = []
 
     def start(
-        datacenters: tuple[str, ...] = DEFAULT_DATACENTERS, nodes_per_datacenter: int = 1
+        datacenters: tuple[str, ...] = DEFAULT_DATACENTERS,
+        nodes_per_datacenter: int = 1,
+        security: NatsSecurity | None = None,
     ) -> LocalCluster:
         count = len(datacenters) * nodes_per_datacenter
         topology = Topology(
@@ -35,6 +38,7 @@ def _factory(base_dir: Path) -> tuple[ClusterFactory, list[LocalCluster]]:
             client_port_base=free_port_block(count),
             monitor_port_base=free_port_block(count),
             cluster_port_base=free_port_block(count),
+            security=security,
         )
         cluster = LocalCluster(topology)
         started.append(cluster)

@@ -1,0 +1,170 @@
+"""Least privilege on NATS: one nkey identity per service, permissions derived from manifests.
+
+A service may publish only its own events (`evt.<service>.>`), dead letters of its own
+consumers, and the JetStream API calls for the streams, buckets and consumers its manifest
+declares; it subscribes only to its inboxes. So a compromised archive cannot forge a
+parapheur event: the server refuses the publish. Operators (the `mutualis` CLI) connect as
+`operator`, which may do everything.
+
+Seeds are files (`<run dir>/nats/credentials/<user>.nk`, mode 0600), never code or values.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nkeys
+
+from mutualis_kernel.bus import deadletter
+from mutualis_kernel.bus.spec import ConsumerSpec
+from mutualis_kernel.service import ServiceManifest
+from mutualis_kernel.streams import DEAD_LETTER_STREAM, REPLAY_STREAM, Resources
+
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    name: str
+    public_key: str
+    seed_file: Path
+    publish: tuple[str, ...] = (">",)
+    subscribe: tuple[str, ...] = (">",)
+
+    def render(self) -> str:
+        def quoted(items: Sequence[str]) -> str:
+            return ", ".join(f'"{item}"' for item in items)
+
+        return (
+            f'    {{ nkey: "{self.public_key}", permissions: {{ '
+            f"publish: {{ allow: [{quoted(self.publish)}] }}, "
+            f"subscribe: {{ allow: [{quoted(self.subscribe)}] }} }} }}"
+        )
+
+
+@dataclass(frozen=True)
+class NatsSecurity:
+    """Who may connect and do what; rendered into every server's `authorization` block."""
+
+    users: tuple[NatsUser, ...] = field(default_factory=tuple)
+
+    def render(self) -> str:
+        lines = ["authorization {", "  users = ["]
+        lines += [user.render() for user in self.users]
+        lines += ["  ]", "}"]
+        return "\n".join(lines) + "\n"
+
+    def seed_for(self, name: str) -> Path:
+        for user in self.users:
+            if user.name == name:
+                return user.seed_file
+        raise KeyError(f"no NATS user {name!r}")
+
+
+def ensure_seed(path: Path) -> str:
+    """The public key of the user seed at `path`, creating the seed the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(seed)
+    keypair = nkeys.from_seed(path.read_bytes().strip())
+    public: bytes = keypair.public_key
+    return public.decode()
+
+
+def _stream_names(resources: Resources) -> list[str]:
+    names = [s.name for s in resources.streams]
+    names += [f"KV_{kv.bucket}" for kv in resources.key_values]
+    names += [f"OBJ_{obj.bucket}" for obj in resources.object_stores]
+    return names
+
+
+def _own_stream_api(stream: str) -> list[str]:
+    api = "$JS.API"
+    return [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.STREAM.CREATE.{stream}",
+        f"{api}.STREAM.UPDATE.{stream}",
+        f"{api}.STREAM.PURGE.{stream}",
+        f"{api}.STREAM.MSG.GET.{stream}",
+        f"{api}.STREAM.MSG.DELETE.{stream}",
+        f"{api}.DIRECT.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}.>",
+        f"{api}.CONSUMER.CREATE.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}.>",
+        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.>",
+        f"{api}.CONSUMER.INFO.{stream}.>",
+        f"{api}.CONSUMER.DELETE.{stream}.>",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.>",
+        f"$JS.ACK.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
+def _consumer_api(stream: str, durable: str) -> list[str]:
+    api = "$JS.API"
+    return [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}.{durable}",
+        f"{api}.CONSUMER.CREATE.{stream}.{durable}.>",
+        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"{api}.CONSUMER.INFO.{stream}.{durable}",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    ]
+
+
+def service_permissions(manifest: ServiceManifest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(publish allow, subscribe allow) for one service, from what its manifest declares."""
+    resources = manifest.resources
+    publish: list[str] = [f"evt.{manifest.name}.>", "$JS.API.INFO"]
+    for stream in _stream_names(resources):
+        publish += _own_stream_api(stream)
+    for kv in resources.key_values:
+        publish.append(f"$KV.{kv.bucket}.>")
+    for obj in resources.object_stores:
+        publish.append(f"$O.{obj.bucket}.>")
+    # The kernel's own streams: services ensure them at start and write their dead letters.
+    for stream in (DEAD_LETTER_STREAM, REPLAY_STREAM):
+        publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
+    for consumer in manifest.consumers:
+        publish += _consumer_permissions(consumer)
+    subscribe = ["_INBOX.>"]
+    subscribe += [f"$KV.{kv.bucket}.>" for kv in resources.key_values]
+    return tuple(dict.fromkeys(publish)), tuple(subscribe)
+
+
+def _consumer_permissions(consumer: ConsumerSpec) -> list[str]:
+    replay_durable = f"{consumer.durable}-replay"
+    return [
+        *_consumer_api(consumer.stream, consumer.durable),
+        *_consumer_api(REPLAY_STREAM, replay_durable),
+        deadletter.dead_letter_subject(consumer.durable),
+    ]
+
+
+def build_security(
+    credentials_dir: Path, manifests: Iterable[ServiceManifest], *, extra_users: Iterable[str] = ()
+) -> NatsSecurity:
+    """Seeds (created once, kept) and permissions for the operator and every service."""
+    users = [
+        NatsUser(
+            OPERATOR,
+            ensure_seed(credentials_dir / f"{OPERATOR}.nk"),
+            credentials_dir / f"{OPERATOR}.nk",
+        )
+    ]
+    for name in extra_users:
+        seed = credentials_dir / f"{name}.nk"
+        users.append(NatsUser(name, ensure_seed(seed), seed))
+    for manifest in manifests:
+        seed = credentials_dir / f"{manifest.name}.nk"
+        publish, subscribe = service_permissions(manifest)
+        users.append(NatsUser(manifest.name, ensure_seed(seed), seed, publish, subscribe))
+    return NatsSecurity(tuple(users))

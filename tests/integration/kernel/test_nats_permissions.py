@@ -1,0 +1,103 @@
+"""Least privilege on the bus, enforced by the real server: services hold only their own keys."""
+
+from pathlib import Path
+
+import nats
+import nats.errors
+import nats.js.errors
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import ConsumerConfig
+
+from mutualis_kernel.runtime import LocalCluster
+from mutualis_kernel.runtime.security import OPERATOR, NatsSecurity, build_security
+from mutualis_kernel.service import ServiceManifest
+from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources
+from mutualis_kernel.testing.fixtures import ClusterFactory
+
+pytest.importorskip("identity.manifest", reason="the identity service provides the manifest")
+pytest.importorskip("parapheur.manifest", reason="the parapheur service provides the manifest")
+
+from identity.manifest import MANIFEST as IDENTITY
+from parapheur.manifest import MANIFEST as PARAPHEUR
+
+
+@pytest.fixture
+async def secured(
+    cluster_factory: ClusterFactory, tmp_path: Path
+) -> tuple[LocalCluster, NatsSecurity]:
+    security = build_security(tmp_path / "credentials", [IDENTITY, PARAPHEUR])
+    cluster = cluster_factory(datacenters=("dc1",), security=security)
+    operator = await connect(cluster, security, OPERATOR)
+    js = operator.jetstream()
+    await apply_resources(js, [KERNEL_RESOURCES, IDENTITY.resources, PARAPHEUR.resources], 1)
+    await operator.close()
+    return cluster, security
+
+
+async def connect(cluster: LocalCluster, security: NatsSecurity, user: str) -> NATS:
+    return await nats.connect(
+        servers=cluster.client_urls,
+        nkeys_seed=str(security.seed_for(user)),
+        allow_reconnect=False,
+    )
+
+
+async def as_service(secured: tuple[LocalCluster, NatsSecurity], manifest: ServiceManifest) -> NATS:
+    cluster, security = secured
+    return await connect(cluster, security, manifest.name)
+
+
+async def test_a_client_without_a_key_cannot_connect(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    cluster, _ = secured
+    with pytest.raises((nats.errors.Error, OSError)):
+        await nats.connect(servers=cluster.client_urls, allow_reconnect=False, connect_timeout=2)
+
+
+async def test_a_service_publishes_its_own_events(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    nc = await as_service(secured, IDENTITY)
+    ack = await nc.jetstream().publish("evt.identity.bordeaux.user.u1.user.updated", b"{}")
+    assert ack.stream == "IDENTITY_EVENTS"
+    await nc.close()
+
+
+async def test_a_service_cannot_publish_another_services_events(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    nc = await as_service(secured, IDENTITY)
+    with pytest.raises((nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError)):
+        await nc.jetstream().publish(
+            "evt.parapheur.bordeaux.folder.f1.folder.completed", b"{}", timeout=1
+        )
+    await nc.close()
+
+    cluster, security = secured
+    operator = await connect(cluster, security, OPERATOR)
+    info = await operator.jetstream().stream_info("PARAPHEUR_EVENTS")
+    assert info.state.messages == 0
+    await operator.close()
+
+
+async def test_a_service_binds_only_the_consumers_its_manifest_declares(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    nc = await as_service(secured, PARAPHEUR)
+    js = nc.jetstream()
+    declared = PARAPHEUR.consumers[0]
+    await js.add_consumer(
+        declared.stream,
+        ConsumerConfig(
+            durable_name=declared.durable, filter_subjects=list(declared.filter_subjects)
+        ),
+    )
+    with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
+        await js.add_consumer(
+            "IDENTITY_EVENTS", ConsumerConfig(durable_name="snooping", filter_subject="evt.>")
+        )
+    with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
+        await js.get_msg("IDENTITY_EVENTS", seq=1)
+    await nc.close()
