@@ -1,0 +1,71 @@
+"""Signing identities: who signs with which token key and which certificate.
+
+Owns the naming rule tying a tenant seal or an agent to a PKCS#11 key label and a certificate
+file, and the "certificate on first signature" flow: generate the key in the token, have the dev
+CA certify its public key, return a pyHanko signer. Services (parapheur, archive) go through
+`SigningIdentities` rather than the token and the PKI separately.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from pyhanko.sign.pkcs11 import PKCS11Signer
+
+from mutualis_trust.pkcs11 import Token
+from mutualis_trust.pki import DevPki, agent_cert_name, seal_cert_name
+
+
+@dataclass
+class SigningIdentities:
+    """Seal and agent signers of every tenant, backed by one token and the dev PKI."""
+
+    pki: DevPki
+    token: Token
+    # Two first signatures by the same agent at once must not create two keys.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def seal_certificate(self, tenant_id: str, tenant_name: str) -> x509.Certificate:
+        """The tenant's seal certificate, creating key and certificate on first use."""
+        label = seal_cert_name(tenant_id)
+        with self._lock:
+            cert = self.pki.certificate(label)
+            if cert is None or not self.token.has_key(label):
+                public = self.token.ensure_key(label)
+                cert = self.pki.issue_seal_certificate(
+                    public, tenant_id=tenant_id, tenant_name=tenant_name
+                )
+            return cert
+
+    def agent_certificate(
+        self, tenant_id: str, tenant_name: str, subject_id: str, display_name: str
+    ) -> x509.Certificate:
+        """An agent's certificate, creating key and certificate on their first signature.
+
+        `display_name` may be a pseudonym: the certificate is what a verifier shows.
+        """
+        label = agent_cert_name(tenant_id, subject_id)
+        with self._lock:
+            cert = self.pki.certificate(label)
+            if cert is None or not self.token.has_key(label):
+                public = self.token.ensure_key(label)
+                cert = self.pki.issue_agent_certificate(
+                    public,
+                    tenant_id=tenant_id,
+                    tenant_name=tenant_name,
+                    subject_id=subject_id,
+                    display_name=display_name,
+                )
+            return cert
+
+    def seal_signer(self, tenant_id: str, tenant_name: str) -> PKCS11Signer:
+        cert = self.seal_certificate(tenant_id, tenant_name)
+        return self.token.signer(seal_cert_name(tenant_id), cert, [self.pki.ca_cert])
+
+    def agent_signer(
+        self, tenant_id: str, tenant_name: str, subject_id: str, display_name: str
+    ) -> PKCS11Signer:
+        cert = self.agent_certificate(tenant_id, tenant_name, subject_id, display_name)
+        return self.token.signer(agent_cert_name(tenant_id, subject_id), cert, [self.pki.ca_cert])

@@ -1,0 +1,351 @@
+"""RFC 3161 timestamps: a development TSA over HTTP, a client, and verification.
+
+Owns the dev timestamp authority (an aiohttp endpoint that hands each request to
+`openssl ts -reply` with the PKI's TSA key), the client that asks any RFC 3161 TSA for a token
+(the dev one or a qualified one in production), and verification, which is done by
+`openssl ts -verify` so that trust decisions are never reimplemented here.
+
+Run the dev TSA as a process: `python -m mutualis_trust.tsa --dir PKI_DIR --port 8318`.
+In-process (tests): `async with DevTsa.running(pki) as url: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from aiohttp import web
+from asn1crypto import algos, tsp  # type: ignore[import-untyped]
+
+from mutualis_trust.pki import DevPki
+
+log = logging.getLogger(__name__)
+
+HashAlgorithm = Literal["sha256", "sha384", "sha512"]
+
+QUERY_TYPE = "application/timestamp-query"
+REPLY_TYPE = "application/timestamp-reply"
+#: A timestamp query is ~100 bytes; anything much larger is not one.
+MAX_QUERY_BYTES = 16 * 1024
+#: Policy OID of the development TSA (a private arc: it is not a qualified policy).
+DEV_POLICY_OID = "1.3.6.1.4.1.99999.3161.1"
+
+
+class TimestampError(Exception):
+    """The TSA refused, was unreachable, or answered something that is not a valid token."""
+
+
+class TimestampVerificationError(Exception):
+    """`openssl ts -verify` rejected the token for this data (tampered data, wrong CA...)."""
+
+
+@dataclass(frozen=True)
+class TimestampToken:
+    """A granted RFC 3161 timestamp.
+
+    `response_der` is the whole TimeStampResp (what `.tsr` files hold and `openssl ts -verify
+    -in` reads); `token_der` is the TimeStampToken inside it (a CMS SignedData, what a CAdES or
+    PAdES signature embeds).
+    """
+
+    response_der: bytes
+    token_der: bytes
+    gen_time: dt.datetime
+    serial: int
+    hash_algorithm: str
+    hashed_message: bytes
+    policy: str
+    nonce: int | None
+
+    @classmethod
+    def from_response(cls, response_der: bytes) -> TimestampToken:
+        """Parse a TimeStampResp; raises `TimestampError` unless it grants a token."""
+        try:
+            resp = tsp.TimeStampResp.load(response_der)
+            status = resp["status"]["status"].native
+            if status not in ("granted", "granted_with_mods"):
+                text = resp["status"]["status_string"].native
+                raise TimestampError(f"TSA refused the request: {status} {text or ''}".strip())
+            token = resp["time_stamp_token"]
+            tst_info = token["content"]["encap_content_info"]["content"].parsed
+            imprint = tst_info["message_imprint"]
+            return cls(
+                response_der=response_der,
+                token_der=token.dump(),
+                gen_time=tst_info["gen_time"].native,
+                serial=tst_info["serial_number"].native,
+                hash_algorithm=imprint["hash_algorithm"]["algorithm"].native,
+                hashed_message=imprint["hashed_message"].native,
+                policy=tst_info["policy"].dotted,
+                nonce=tst_info["nonce"].native,
+            )
+        except TimestampError:
+            raise
+        except (ValueError, TypeError, KeyError) as e:
+            raise TimestampError(f"not a timestamp response: {e}") from None
+
+
+def build_query(
+    digest: bytes, hash_algorithm: HashAlgorithm = "sha256", *, nonce: int | None = None
+) -> bytes:
+    """A DER TimeStampReq for `digest` asking for the TSA certificate in the reply."""
+    query: bytes = tsp.TimeStampReq(
+        {
+            "version": "v1",
+            "message_imprint": tsp.MessageImprint(
+                {
+                    "hash_algorithm": algos.DigestAlgorithm({"algorithm": hash_algorithm}),
+                    "hashed_message": digest,
+                }
+            ),
+            "nonce": nonce if nonce is not None else secrets.randbits(63),
+            "cert_req": True,
+        }
+    ).dump()
+    return query
+
+
+def digest_of(data: bytes, hash_algorithm: HashAlgorithm = "sha256") -> bytes:
+    return hashlib.new(hash_algorithm, data).digest()
+
+
+async def timestamp(
+    url: str,
+    data: bytes,
+    *,
+    is_digest: bool = False,
+    hash_algorithm: HashAlgorithm = "sha256",
+    timeout: float = 10.0,
+    client: httpx.AsyncClient | None = None,
+) -> TimestampToken:
+    """Ask the TSA at `url` to timestamp `data` (or, with `is_digest=True`, its digest).
+
+    Checks that the reply answers this request (same imprint, same nonce) before returning.
+    """
+    digest = data if is_digest else digest_of(data, hash_algorithm)
+    size = hashlib.new(hash_algorithm).digest_size
+    if len(digest) != size:
+        raise ValueError(f"a {hash_algorithm} digest has {size} bytes, not {len(digest)}")
+    nonce = secrets.randbits(63)
+    query = build_query(digest, hash_algorithm, nonce=nonce)
+    owned = client is None
+    http = client or httpx.AsyncClient(timeout=timeout)
+    try:
+        reply = await http.post(url, content=query, headers={"Content-Type": QUERY_TYPE})
+    except httpx.HTTPError as e:
+        raise TimestampError(f"TSA {url} unreachable: {e!r}") from None
+    finally:
+        if owned:
+            await http.aclose()
+    if reply.status_code != 200:
+        raise TimestampError(f"TSA {url} answered HTTP {reply.status_code}: {reply.text[:200]}")
+    token = TimestampToken.from_response(reply.content)
+    if token.hashed_message != digest or token.nonce != nonce:
+        raise TimestampError("the TSA answered for another request (imprint or nonce differ)")
+    return token
+
+
+def verify_timestamp(
+    token: TimestampToken | bytes,
+    data: bytes,
+    ca_pem: Path,
+    *,
+    is_digest: bool = False,
+    untrusted_pem: Path | None = None,
+) -> None:
+    """Verify a token over `data` (or its digest) with `openssl ts -verify` against `ca_pem`.
+
+    `token` is a `TimestampToken` or the DER of a TimeStampResp (`.tsr`). Raises
+    `TimestampVerificationError` with openssl's explanation. Blocking (a subprocess): call it
+    through `asyncio.to_thread` from async code.
+    """
+    response_der = token.response_der if isinstance(token, TimestampToken) else token
+    with tempfile.TemporaryDirectory(prefix="mutualis-ts-") as tmp:
+        tsr = Path(tmp) / "token.tsr"
+        tsr.write_bytes(response_der)
+        cmd = ["openssl", "ts", "-verify", "-in", str(tsr), "-CAfile", str(ca_pem)]
+        if is_digest:
+            cmd += ["-digest", data.hex()]
+        else:
+            payload = Path(tmp) / "data"
+            payload.write_bytes(data)
+            cmd += ["-data", str(payload)]
+        if untrusted_pem is not None:
+            cmd += ["-untrusted", str(untrusted_pem)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0 or "Verification: OK" not in result.stdout:
+        raise TimestampVerificationError(
+            (result.stdout + result.stderr).strip() or "openssl ts -verify failed"
+        )
+
+
+# --- the development TSA ----------------------------------------------------------------------
+
+
+def write_tsa_config(pki: DevPki, state_dir: Path) -> Path:
+    """The `openssl ts` configuration for the PKI's TSA key, with its serial file in `state_dir`."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    serial = state_dir / "serial"
+    if not serial.exists():
+        # Random start: two state dirs (tests, `mutualis up`) never hand out the same serials.
+        serial.write_text(f"{secrets.randbits(48):x}\n")
+    chain = state_dir / "chain.pem"
+    chain.write_bytes(pki.tsa_cert_path.read_bytes() + pki.ca_pem_path.read_bytes())
+    conf = state_dir / "tsa.cnf"
+    conf.write_text(
+        "[ tsa ]\n"
+        "default_tsa = dev_tsa\n"
+        "[ dev_tsa ]\n"
+        f"dir = {state_dir}\n"
+        f"serial = {serial}\n"
+        "crypto_device = builtin\n"
+        f"signer_cert = {pki.tsa_cert_path}\n"
+        f"certs = {chain}\n"
+        f"signer_key = {pki.tsa_key_path}\n"
+        "signer_digest = sha256\n"
+        f"default_policy = {DEV_POLICY_OID}\n"
+        "digests = sha256, sha384, sha512\n"
+        "accuracy = secs:1\n"
+        "clock_precision_digits = 0\n"
+        "ordering = yes\n"
+        "tsa_name = yes\n"
+        "ess_cert_id_chain = no\n"
+        "ess_cert_id_alg = sha256\n"
+    )
+    return conf
+
+
+class DevTsa:
+    """The development timestamp authority: `openssl ts -reply` behind an HTTP endpoint."""
+
+    def __init__(self, pki: DevPki, state_dir: Path | None = None) -> None:
+        self.pki = pki
+        self.state_dir = state_dir or pki.dir / "tsa"
+        self.config = write_tsa_config(pki, self.state_dir)
+        # openssl reads, increments and rewrites the serial file without locking it.
+        self._lock = asyncio.Lock()
+
+    async def reply(self, query_der: bytes) -> bytes:
+        """The DER TimeStampResp for a DER TimeStampReq."""
+        try:
+            tsp.TimeStampReq.load(query_der).native  # noqa: B018 - parses fully, raises if malformed
+        except (ValueError, TypeError) as e:
+            raise TimestampError(f"malformed timestamp query: {e}") from None
+        async with self._lock:
+            with tempfile.TemporaryDirectory(prefix="tsq-", dir=self.state_dir) as tmp:
+                tsq, tsr = Path(tmp) / "q.tsq", Path(tmp) / "r.tsr"
+                tsq.write_bytes(query_der)
+                proc = await asyncio.create_subprocess_exec(
+                    "openssl",
+                    "ts",
+                    "-reply",
+                    "-config",
+                    str(self.config),
+                    "-queryfile",
+                    str(tsq),
+                    "-out",
+                    str(tsr),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                out, err = await proc.communicate()
+                if proc.returncode != 0 or not tsr.exists():
+                    raise TimestampError(f"openssl ts -reply failed: {(out + err).decode()[-500:]}")
+                return tsr.read_bytes()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_QUERY_BYTES)
+        app.router.add_post("/", self._handle)
+        app.router.add_post("/tsa", self._handle)
+        app.router.add_get("/healthz", self._health)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.content_type != QUERY_TYPE:
+            return web.Response(status=415, text=f"expected Content-Type {QUERY_TYPE}")
+        body = await request.read()
+        try:
+            der = await self.reply(body)
+        except TimestampError as e:
+            return web.Response(status=400, text=str(e))
+        return web.Response(body=der, content_type=REPLY_TYPE)
+
+    @classmethod
+    @asynccontextmanager
+    async def running(
+        cls,
+        pki: DevPki,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_dir: Path | None = None,
+    ) -> AsyncIterator[str]:
+        """Serve in this event loop; yields the URL (port 0 picks a free port)."""
+        tsa = cls(pki, state_dir)
+        runner = web.AppRunner(tsa.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        try:
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            bound = sockets[0].getsockname()[1] if sockets else port
+            yield f"http://{host}:{bound}/tsa"
+        finally:
+            await runner.cleanup()
+
+
+async def _serve(directory: Path, host: str, port: int) -> None:
+    pki = DevPki.load(directory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with DevTsa.running(pki, host=host, port=port) as url:
+        log.info("dev TSA listening on %s (pid %d)", url, os.getpid())
+        print(f"dev TSA listening on {url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Mutualis development RFC 3161 TSA")
+    parser.add_argument("--dir", type=Path, required=True, help="PKI directory (DevPki)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8318)
+    parser.add_argument("--create", action="store_true", help="create the PKI if missing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    if args.create:
+        DevPki.load_or_create(args.dir)
+    asyncio.run(_serve(args.dir, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = [
+    "DevTsa",
+    "TimestampError",
+    "TimestampToken",
+    "TimestampVerificationError",
+    "build_query",
+    "timestamp",
+    "verify_timestamp",
+]
