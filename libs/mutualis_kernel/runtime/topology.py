@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mutualis_kernel.runtime.security import NatsSecurity
+from mutualis_kernel.runtime.tls import TlsFiles, render_tls_block
 
 DEFAULT_DATACENTERS = ("dc1", "dc2", "dc3")
 CLUSTER_NAME = "mutualis"
@@ -21,9 +22,11 @@ class NodeSpec:
     cluster_port: int
     store_dir: Path
 
+    tls: bool = False
+
     @property
     def client_url(self) -> str:
-        return f"nats://{self.host}:{self.client_port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.client_port}"
 
     @property
     def monitor_url(self) -> str:
@@ -49,7 +52,8 @@ class Topology:
     client_port_base: int = 4222
     monitor_port_base: int = 8222
     cluster_port_base: int = 6222
-    tls_dir: Path | None = None
+    #: Client TLS, and mutual TLS on routes (every route must present a certificate of the CA).
+    tls: TlsFiles | None = None
     #: When set, every client must authenticate with an nkey and gets only its permissions.
     security: NatsSecurity | None = None
 
@@ -69,6 +73,7 @@ class Topology:
                         monitor_port=self.monitor_port_base + index,
                         cluster_port=self.cluster_port_base + index,
                         store_dir=self.run_dir / "nats" / name,
+                        tls=self.tls is not None,
                     )
                 )
                 index += 1
@@ -107,6 +112,8 @@ class Topology:
         ]
         if self.security is not None:
             lines.append(self.security.render())
+        if self.tls is not None:
+            lines.append(render_tls_block(self.tls, verify=False))
         if self.clustered:
             routes = ", ".join(n.route_url for n in self.nodes)
             lines += [
@@ -114,6 +121,8 @@ class Topology:
                 f"  name: {CLUSTER_NAME}",
                 f"  listen: {node.host}:{node.cluster_port}",
                 f"  routes: [{routes}]",
-                "}",
             ]
+            if self.tls is not None:
+                lines.append(render_tls_block(self.tls, verify=True, indent="  "))
+            lines.append("}")
         return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ import pytest
 
 from mutualis_kernel.runtime.cluster import LocalCluster
 from mutualis_kernel.runtime.security import NatsSecurity
+from mutualis_kernel.runtime.tls import TlsFiles
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS, Topology
 from mutualis_kernel.testing.ports import free_port_block
 
@@ -29,6 +30,7 @@ def _factory(base_dir: Path) -> tuple[ClusterFactory, list[LocalCluster]]:
         datacenters: tuple[str, ...] = DEFAULT_DATACENTERS,
         nodes_per_datacenter: int = 1,
         security: NatsSecurity | None = None,
+        tls: TlsFiles | None = None,
     ) -> LocalCluster:
         count = len(datacenters) * nodes_per_datacenter
         topology = Topology(
@@ -39,6 +41,7 @@ def _factory(base_dir: Path) -> tuple[ClusterFactory, list[LocalCluster]]:
             monitor_port_base=free_port_block(count),
             cluster_port_base=free_port_block(count),
             security=security,
+            tls=tls,
         )
         cluster = LocalCluster(topology)
         started.append(cluster)
