@@ -1,0 +1,52 @@
+"""Keys are generated inside the SoftHSM token and never leave it; the CA certifies them there."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import serialization
+
+from mutualis_trust.identities import SigningIdentities
+from mutualis_trust.pkcs11 import SoftHsm, Token
+from mutualis_trust.pki import agent_cert_name, seal_cert_name
+from mutualis_trust.testing import TrustEnv
+
+
+def _spki(cert: object) -> bytes:
+    return cert.public_key().public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_private_keys_are_sensitive_and_not_extractable(trust_env: TrustEnv) -> None:
+    with Token.open(trust_env.token) as token:
+        token.ensure_key("pkcs11-test-key")
+        assert token.private_key_attributes("pkcs11-test-key") == {
+            "sensitive": True,
+            "extractable": False,
+        }
+
+
+def test_a_tenant_seal_is_created_once_and_certified_for_the_token_key(
+    trust_env: TrustEnv,
+) -> None:
+    with Token.open(trust_env.token) as token:
+        identities = SigningIdentities(trust_env.pki, token)
+        first = identities.seal_certificate("seal-test", "Commune A")
+        again = identities.seal_certificate("seal-test", "Commune A")
+        assert first == again
+        assert _spki(first) == token.public_key(seal_cert_name("seal-test"))
+
+
+def test_an_agent_gets_a_certificate_on_first_signature(trust_env: TrustEnv) -> None:
+    with Token.open(trust_env.token) as token:
+        identities = SigningIdentities(trust_env.pki, token)
+        assert trust_env.pki.certificate(agent_cert_name("t", "first-use")) is None
+        signer = identities.agent_signer("t", "Commune A", "first-use", "Bob Durand")
+        assert signer.signing_cert is not None
+        assert signer.signing_cert.subject.native["common_name"] == "Bob Durand"
+
+
+def test_provisioning_is_idempotent(trust_env: TrustEnv) -> None:
+    conf = trust_env.token.softhsm2_conf
+    assert conf is not None
+    again = SoftHsm.provision(conf.parent, trust_env.token.token_label, "1234", "12345678")
+    assert again.token_label == trust_env.token.token_label

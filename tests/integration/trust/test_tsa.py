@@ -1,0 +1,80 @@
+"""The development TSA answers RFC 3161 over HTTP, and `openssl ts -verify` checks its tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mutualis_trust.pki import DevPki
+from mutualis_trust.testing import TrustEnv
+from mutualis_trust.tsa import (
+    DevTsa,
+    TimestampToken,
+    TimestampVerificationError,
+    timestamp,
+    verify_timestamp,
+)
+
+
+QUERY = {"Content-Type": "application/timestamp-query"}
+
+
+async def test_a_token_verifies_with_openssl_against_the_dev_ca(trust_env: TrustEnv) -> None:
+    data = b"journal merkle root"
+    token = await timestamp(trust_env.tsa_url, data)
+    assert token.hashed_message == hashlib.sha256(data).digest()
+    assert token.gen_time.tzinfo is not None
+    await asyncio.to_thread(verify_timestamp, token, data, trust_env.pki.ca_pem_path)
+
+
+async def test_tampered_data_fails_verification(trust_env: TrustEnv) -> None:
+    token = await timestamp(trust_env.tsa_url, b"original")
+    with pytest.raises(TimestampVerificationError, match="imprint"):
+        verify_timestamp(token, b"tampered", trust_env.pki.ca_pem_path)
+
+
+async def test_a_token_from_another_ca_is_not_trusted(trust_env: TrustEnv, tmp_path: Path) -> None:
+    other = DevPki.create(tmp_path / "other")
+    token = await timestamp(trust_env.tsa_url, b"data")
+    with pytest.raises(TimestampVerificationError):
+        verify_timestamp(token, b"data", other.ca_pem_path)
+
+
+async def test_a_digest_can_be_timestamped_and_verified_without_the_data(
+    trust_env: TrustEnv,
+) -> None:
+    digest = hashlib.sha512(b"big file").digest()
+    token = await timestamp(trust_env.tsa_url, digest, is_digest=True, hash_algorithm="sha512")
+    verify_timestamp(token, digest, trust_env.pki.ca_pem_path, is_digest=True)
+    assert TimestampToken.from_response(token.response_der) == token
+
+
+async def test_concurrent_requests_get_distinct_serials(trust_env: TrustEnv) -> None:
+    async with httpx.AsyncClient() as client:
+        tokens = await asyncio.gather(
+            *(timestamp(trust_env.tsa_url, b"%d" % i, client=client) for i in range(12))
+        )
+    assert len({t.serial for t in tokens}) == 12
+
+
+async def test_the_in_process_tsa_refuses_what_is_not_a_timestamp_query(
+    trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    async with DevTsa.running(trust_env.pki, state_dir=tmp_path / "tsa") as url:
+        async with httpx.AsyncClient() as client:
+            wrong_type = await client.post(
+                url, content=b"x", headers={"Content-Type": "text/plain"}
+            )
+            garbage = await client.post(
+                url,
+                content=b"\x30\x03\x02\x01",
+                headers={"Content-Type": "application/timestamp-query"},
+            )
+        token = await timestamp(url, b"in-process")
+    assert wrong_type.status_code == 415
+    assert garbage.status_code == 400
+    verify_timestamp(token, b"in-process", trust_env.pki.ca_pem_path)
