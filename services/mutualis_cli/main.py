@@ -106,6 +106,12 @@ def up(
     no_services: Annotated[
         bool, typer.Option("--no-services", help="Start NATS and apply resources only.")
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service", help="Start only this service (repeatable); default: every installed one."
+        ),
+    ] = None,
 ) -> None:
     """Start NATS in three datacenters (or one) and every installed service, then follow logs.
 
@@ -124,6 +130,14 @@ def up(
     )
     try:
         manifests = installed_manifests()
+        if only:
+            unknown = sorted(set(only) - {m.name for m in manifests})
+            if unknown:
+                raise platform.BadOptions(
+                    f"not installed: {', '.join(unknown)}; "
+                    f"installed: {', '.join(m.name for m in manifests)}"
+                )
+            manifests = [m for m in manifests if m.name in only]
         state = platform.start_platform(
             options, manifests, console, supervisor_pid=None if detach else os.getpid()
         )

@@ -40,6 +40,7 @@ from mutualis_cli.supervisor import (
     stop_processes,
 )
 from mutualis_cli.supervisor import wait_ready as wait_service_ready
+from mutualis_cli.wiring import with_shared_environment
 from mutualis_kernel.runtime import LocalCluster, PortInUse, Topology
 from mutualis_kernel.runtime.process import port_is_free
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS
@@ -111,7 +112,7 @@ def plan_services(
                     data_dir=run_dir / "services" / label,
                 )
             )
-    return launches
+    return with_shared_environment(run_dir, launches)
 
 
 def check_ports(cluster: LocalCluster, launches: Sequence[ServiceLaunch]) -> None:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -117,6 +117,8 @@ class ServiceLaunch:
     log_path: Path
     data_dir: Path
     host: str = "127.0.0.1"
+    #: Settings shared across the platform (issuer, timestamp authority, mail relay…).
+    shared_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -128,6 +130,7 @@ class ServiceLaunch:
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         env = dict(base)
+        env.update(self.shared_env)
         env.update(
             {
                 "MUTUALIS_SERVICE_NAME": self.name,
