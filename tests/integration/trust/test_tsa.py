@@ -19,7 +19,6 @@ from mutualis_trust.tsa import (
     verify_timestamp,
 )
 
-
 QUERY = {"Content-Type": "application/timestamp-query"}
 
 
