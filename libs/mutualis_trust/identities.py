@@ -12,10 +12,23 @@ import threading
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pyhanko.sign.pkcs11 import PKCS11Signer
 
 from mutualis_trust.pkcs11 import Token
 from mutualis_trust.pki import DevPki, agent_cert_name, seal_cert_name
+
+
+def _matches(cert: x509.Certificate | None, token: Token, label: str) -> bool:
+    # A certificate on disk is reused only if it certifies the key the token holds now (a
+    # re-initialised token or a restored PKI directory must not pair a key with a stranger's
+    # certificate).
+    if cert is None or not token.has_key(label):
+        return False
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return spki == token.public_key(label)
 
 
 @dataclass
@@ -32,7 +45,7 @@ class SigningIdentities:
         label = seal_cert_name(tenant_id)
         with self._lock:
             cert = self.pki.certificate(label)
-            if cert is None or not self.token.has_key(label):
+            if cert is None or not _matches(cert, self.token, label):
                 public = self.token.ensure_key(label)
                 cert = self.pki.issue_seal_certificate(
                     public, tenant_id=tenant_id, tenant_name=tenant_name
@@ -49,7 +62,7 @@ class SigningIdentities:
         label = agent_cert_name(tenant_id, subject_id)
         with self._lock:
             cert = self.pki.certificate(label)
-            if cert is None or not self.token.has_key(label):
+            if cert is None or not _matches(cert, self.token, label):
                 public = self.token.ensure_key(label)
                 cert = self.pki.issue_agent_certificate(
                     public,
