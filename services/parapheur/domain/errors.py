@@ -78,3 +78,15 @@ class TakeBackRefused(ParapheurError):
 class InvalidDelegation(ParapheurError):
     code = "invalid_delegation"
     status = 422
+
+
+class ConcurrentAction(ParapheurError):
+    """Someone acted on the folder at the same moment and won; reload and decide again."""
+
+    code = "concurrent_action"
+    status = 409
+
+
+class DelegationNotFound(ParapheurError):
+    code = "delegation_not_found"
+    status = 404

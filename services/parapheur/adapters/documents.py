@@ -1,0 +1,45 @@
+"""Documents in the JetStream Object Store (R3), streamed from and to files.
+
+Never read a document whole into memory: nats-py's in-memory `get` copies quadratically
+(64 MiB: 7.7 s against 1.5 s with `writeinto=`), and PDFs can be large.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from nats.js import JetStreamContext
+from nats.js.api import ObjectMeta
+from nats.js.errors import ObjectNotFoundError
+
+from parapheur.domain import errors
+
+
+class DocumentMissing(errors.ParapheurError):
+    code = "document_missing"
+    status = 404
+
+
+class ObjectStoreDocuments:
+    def __init__(self, js: JetStreamContext, bucket: str) -> None:
+        self._js = js
+        self._bucket = bucket
+
+    async def put(self, name: str, source: BinaryIO, content_type: str) -> None:
+        store = await self._js.object_store(self._bucket)
+        meta = ObjectMeta(name=name, description=content_type)
+        await store.put(name, source, meta=meta)  # type: ignore[arg-type]
+
+    async def get_into(self, name: str, target: BinaryIO) -> None:
+        store = await self._js.object_store(self._bucket)
+        try:
+            await store.get(name, writeinto=target)  # type: ignore[arg-type]
+        except ObjectNotFoundError:
+            raise DocumentMissing(f"document {name} is not in the store") from None
+
+    async def delete(self, name: str) -> None:
+        store = await self._js.object_store(self._bucket)
+        try:
+            await store.delete(name)
+        except ObjectNotFoundError:
+            return

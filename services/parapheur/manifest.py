@@ -1,0 +1,48 @@
+"""What the parapheur declares: its event stream, KV buckets, object store and consumers."""
+
+from __future__ import annotations
+
+from mutualis_kernel.bus.spec import ConsumerSpec
+from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.streams import KeyValueSpec, ObjectStoreSpec, Resources, events_stream
+
+CIRCUITS = "parapheur_circuits"
+DELEGATIONS = "parapheur_delegations"
+ERASURES = "parapheur_erasures"
+DOCUMENTS = "parapheur_documents"
+
+#: identity's `user.erased` events, whoever the tenant.
+USER_ERASED = "evt.identity.*.user.*.user.erased"
+
+RESOURCES = Resources(
+    streams=(
+        events_stream(
+            "parapheur", "Folders moving through approval and signature circuits, delegations."
+        ),
+    ),
+    key_values=(
+        KeyValueSpec(CIRCUITS, "Circuit types by <tenant>.<circuit id>.", history=5),
+        KeyValueSpec(DELEGATIONS, "Delegations by <tenant>.<delegation id>.", history=5),
+        KeyValueSpec(ERASURES, "People erased by identity, by <tenant>.<sha256 of user id>."),
+    ),
+    object_stores=(
+        ObjectStoreSpec(DOCUMENTS, "Main PDFs (every signed version) and attachments."),
+    ),
+)
+
+ERASURE_CONSUMER = ConsumerSpec(
+    durable="parapheur-user-erased",
+    stream="IDENTITY_EVENTS",
+    filter_subjects=(USER_ERASED,),
+    service="parapheur",
+    description="Pseudonymise erased people in the parapheur's folder views.",
+)
+
+MANIFEST = ServiceManifest(
+    name="parapheur",
+    description="Approval and signature circuits with PAdES signatures for every commune.",
+    default_port=KNOWN_SERVICES["parapheur"],
+    resources=RESOURCES,
+    consumers=(ERASURE_CONSUMER,),
+    event_modules=("parapheur.domain.events",),
+)
