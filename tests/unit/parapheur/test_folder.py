@@ -91,7 +91,7 @@ def test_a_delegate_acts_for_the_delegator_and_it_is_recorded() -> None:
         "d1", "bob", "carol", frozenset(), NOW - timedelta(days=1), NOW + timedelta(days=1)
     )
     folder.sign(1, CAROL, [away], "pour le maire", doc(1), signature(1, "carol"), NOW)
-    signed = [e for e in folder.collect() if isinstance(e, StepSigned)][0]
+    signed = next(e for e in folder.collect() if isinstance(e, StepSigned))
     assert (signed.actor, signed.on_behalf_of) == ("carol", "bob")
 
 
@@ -115,7 +115,7 @@ def test_a_desk_delegation_covers_the_desk() -> None:
         "d1", "alice", "carol", frozenset({"secretariat"}), NOW, NOW + timedelta(days=7)
     )
     folder.approve(0, CAROL, [holiday], "", NOW)
-    approved = [e for e in folder.collect() if isinstance(e, StepApproved)][0]
+    approved = next(e for e in folder.collect() if isinstance(e, StepApproved))
     assert approved.on_behalf_of == "alice"
 
 
