@@ -63,8 +63,10 @@ helm.sh/chart: {{ include "mutualis.chart" .root }}
 {{- $scheme := ternary "tls" "nats" .Values.natsAuth.tls.enabled -}}
 {{- toJson (list (printf "%s://%s:%d" $scheme $host (int .Values.nats.clientPort))) -}}
 {{- else -}}
-{{- $urls := required "externalNats.urls is required when nats.enabled=false: list the NATS servers the services connect to (e.g. --set externalNats.urls={nats://nats.example.org:4222})" .Values.externalNats.urls -}}
-{{- toJson $urls -}}
+{{- if not .Values.externalNats.urls -}}
+{{- fail "externalNats.urls is required when nats.enabled=false: list the NATS servers the services connect to (e.g. --set externalNats.urls={nats://nats.example.org:4222})" -}}
+{{- end -}}
+{{- toJson .Values.externalNats.urls -}}
 {{- end -}}
 {{- end -}}
 
@@ -236,7 +238,8 @@ spec:
         - name: {{ $name }}
           image: {{ include "mutualis.image" $root | quote }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-          args: [serve, {{ $name | quote }}]
+          # The image's entry point is `mutualis serve`; the argument picks the service.
+          args: [{{ $name | quote }}]
           ports:
             - name: http
               containerPort: {{ $svc.port }}
