@@ -1,0 +1,208 @@
+"""The journal and its seals on the ARCHIVE_JOURNAL stream, one subject per tenant.
+
+`archive.journal.<tenant>` holds the chained entries in order; an append sends
+`Nats-Expected-Last-Subject-Sequence` = the stream sequence of the entry it chains to, so two
+writers racing for the same tenant cannot fork the chain: the loser re-reads and chains again.
+Every append carries a `Nats-Msg-Id`; after a lost ack, the retry recognises its own entry at
+the head of the chain instead of appending it twice. Callers that need idempotency across
+process restarts (an ingest retried an hour later) pass an `entry_id`, indexed in the
+`archive_journal_ids` KV bucket. Seals go to `archive.seals.<tenant>` the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
+from pydantic import BaseModel, ConfigDict
+
+from archive.domain.journal import JournalEntry, Operation, SealStatement, next_entry
+from archive.domain.model import utcnow
+from archive.manifest import JOURNAL_IDS, JOURNAL_STREAM, journal_subject, seals_subject
+from mutualis_kernel.bus.publisher import WRONG_LAST_SEQUENCE, is_transient
+
+MSG_ID = "Nats-Msg-Id"
+
+
+class Seal(BaseModel):
+    """A stored seal: the exact timestamped statement, the TSA's reply and its chain."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: int
+    statement: str  # canonical JSON, the exact bytes timestamped (UTF-8)
+    tsr_b64: str
+    tsa_chain_pem: str
+
+    @property
+    def statement_bytes(self) -> bytes:
+        return self.statement.encode()
+
+    @property
+    def tsr(self) -> bytes:
+        return base64.b64decode(self.tsr_b64)
+
+    def parsed(self) -> SealStatement:
+        return SealStatement.model_validate_json(self.statement)
+
+
+class JournalUnavailable(Exception):
+    pass
+
+
+class JetStreamJournal:
+    def __init__(self, js: JetStreamContext, *, attempts: int = 50) -> None:
+        self._js = js
+        self._attempts = attempts
+
+    async def _last(self, subject: str) -> tuple[bytes | None, int, dict[str, str]]:
+        try:
+            message = await self._js.get_last_msg(JOURNAL_STREAM, subject)
+        except NotFoundError:
+            return None, 0, {}
+        return message.data or b"", message.seq or 0, dict(message.headers or {})
+
+    async def head(self, tenant: str) -> JournalEntry | None:
+        data, _, _ = await self._last(journal_subject(tenant))
+        return JournalEntry.model_validate_json(data) if data else None
+
+    async def append(
+        self,
+        tenant: str,
+        operation: Operation,
+        *,
+        record_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        entry_id: str | None = None,
+        time: datetime | None = None,
+    ) -> JournalEntry:
+        subject = journal_subject(tenant)
+        kv = await self._js.key_value(JOURNAL_IDS)
+        index_key = f"{tenant}.{entry_id}" if entry_id else None
+        if index_key is not None:
+            known = await self._indexed(kv, index_key)
+            if known is not None:
+                return known
+        msg_id = f"{tenant}:{entry_id or uuid.uuid4()}"
+        for _ in range(self._attempts):
+            data, last_seq, headers = await self._last(subject)
+            if headers.get(MSG_ID) == msg_id and data:
+                entry = JournalEntry.model_validate_json(data)  # our earlier attempt landed
+                break
+            previous = JournalEntry.model_validate_json(data) if data else None
+            entry = next_entry(
+                previous,
+                time=time or utcnow(),
+                tenant=tenant,
+                operation=operation,
+                record_id=record_id,
+                details=details or {},
+            )
+            try:
+                ack = await self._js.publish(
+                    subject,
+                    entry.model_dump_json().encode(),
+                    timeout=2.0,
+                    headers={
+                        MSG_ID: msg_id,
+                        "Nats-Expected-Last-Subject-Sequence": str(last_seq),
+                    },
+                )
+            except BadRequestError as error:
+                if error.err_code in WRONG_LAST_SEQUENCE:
+                    continue  # another writer chained first: chain after it
+                raise
+            except Exception as error:
+                if is_transient(error):
+                    await asyncio.sleep(0.2)
+                    continue
+                raise
+            if ack.duplicate:
+                # JetStream already had this msg id: ours is in the chain, read it back.
+                message = await self._js.get_msg(JOURNAL_STREAM, ack.seq)
+                entry = JournalEntry.model_validate_json(message.data or b"")
+            if index_key is not None:
+                await kv.put(index_key, str(ack.seq).encode())
+            return entry
+        else:
+            raise JournalUnavailable(f"could not append to the journal of {tenant}")
+        if index_key is not None:
+            _, seq, _ = await self._last(subject)
+            await kv.put(index_key, str(seq).encode())
+        return entry
+
+    async def _indexed(self, kv: Any, key: str) -> JournalEntry | None:
+        try:
+            found = await kv.get(key)
+        except KeyNotFoundError:
+            return None
+        message = await self._js.get_msg(JOURNAL_STREAM, int(found.value.decode()))
+        return JournalEntry.model_validate_json(message.data or b"")
+
+    async def raw_entries(self, tenant: str) -> AsyncIterator[tuple[int, bytes]]:
+        """(stream sequence, body) of every message on the tenant's journal subject, in order."""
+        async for item in self._read(journal_subject(tenant)):
+            yield item
+
+    async def entries(self, tenant: str) -> AsyncIterator[JournalEntry]:
+        async for _, body in self.raw_entries(tenant):
+            yield JournalEntry.model_validate_json(body)
+
+    async def _read(self, subject: str) -> AsyncIterator[tuple[int, bytes]]:
+        _, last_seq, _ = await self._last(subject)
+        if last_seq == 0:
+            return
+        subscription = await self._js.subscribe(
+            subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+        try:
+            async for message in subscription.messages:
+                yield message.metadata.sequence.stream, message.data
+                if message.metadata.num_pending == 0:
+                    break
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    # -- seals ---------------------------------------------------------------------------------
+
+    async def last_seal(self, tenant: str) -> tuple[Seal | None, int]:
+        data, seq, _ = await self._last(seals_subject(tenant))
+        return (Seal.model_validate_json(data) if data else None), seq
+
+    async def store_seal(self, tenant: str, seal: Seal, expected_seq: int) -> bool:
+        """Store the next seal; False when another instance sealed first."""
+        try:
+            await self._js.publish(
+                seals_subject(tenant),
+                seal.model_dump_json().encode(),
+                timeout=5.0,
+                headers={
+                    MSG_ID: f"{tenant}:seal:{seal.number}:{seal.parsed().digest}",
+                    "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+                },
+            )
+        except BadRequestError as error:
+            if error.err_code in WRONG_LAST_SEQUENCE:
+                return False
+            raise
+        return True
+
+    async def seals(self, tenant: str) -> AsyncIterator[Seal]:
+        async for _, body in self._read(seals_subject(tenant)):
+            yield Seal.model_validate_json(body)
+
+    async def tenants(self) -> list[str]:
+        """Tenants that have a journal (from the stream's subject counts)."""
+        info = await self._js.stream_info(JOURNAL_STREAM, subjects_filter="archive.journal.>")
+        subjects = info.state.subjects or {}
+        return sorted(s.split(".", 2)[2] for s in subjects)

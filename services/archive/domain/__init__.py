@@ -1,0 +1,1 @@
+"""The archive's pure domain: records, retention, formats, the journal's hashing and seals."""

@@ -1,0 +1,1 @@
+"""HTTP and event entrypoints of the archive."""

@@ -1,0 +1,77 @@
+"""What the archive declares: its event stream, its journal stream, KV buckets, object store
+and consumers (no I/O here)."""
+
+from __future__ import annotations
+
+from mutualis_kernel.bus.spec import ConsumerSpec
+from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.streams import (
+    KeyValueSpec,
+    ObjectStoreSpec,
+    Resources,
+    StreamSpec,
+    events_stream,
+)
+
+EVENTS_STREAM = "ARCHIVE_EVENTS"
+JOURNAL_STREAM = "ARCHIVE_JOURNAL"
+RECORDS = "archive_records"
+JOURNAL_IDS = "archive_journal_ids"
+CONTENT = "archive_content"
+PARAPHEUR_DOCUMENTS = "parapheur_documents"
+
+
+def journal_subject(tenant: str) -> str:
+    return f"archive.journal.{tenant}"
+
+
+def seals_subject(tenant: str) -> str:
+    return f"archive.seals.{tenant}"
+
+
+RESOURCES = Resources(
+    streams=(
+        events_stream("archive", "Records, holds, disposals, seals and integrity results."),
+        StreamSpec(
+            name=JOURNAL_STREAM,
+            subjects=("archive.journal.>", "archive.seals.>"),
+            description=(
+                "Per-tenant hash-chained journal (archive.journal.<tenant>) and its "
+                "RFC 3161 seals (archive.seals.<tenant>); kept forever."
+            ),
+        ),
+    ),
+    key_values=(
+        KeyValueSpec(RECORDS, "Record projection by <tenant>.<record_id>, for search.", history=5),
+        KeyValueSpec(JOURNAL_IDS, "Journal entry idempotency index: <tenant>.<entry id> -> seq."),
+    ),
+    object_stores=(ObjectStoreSpec(CONTENT, "Archived content, one object per record file."),),
+)
+
+CONSUMERS = (
+    ConsumerSpec(
+        durable="archive-parapheur-completed",
+        stream="PARAPHEUR_EVENTS",
+        filter_subjects=("evt.parapheur.*.folder.*.folder.completed",),
+        service="archive",
+        description="Ingests the final document of every completed parapheur folder.",
+        batch=8,
+        ack_wait_s=120.0,
+    ),
+    ConsumerSpec(
+        durable="archive-identity-erased",
+        stream="IDENTITY_EVENTS",
+        filter_subjects=("evt.identity.*.user.*.user.erased",),
+        service="archive",
+        description="Journals that archived records are exempt from an erasure request.",
+    ),
+)
+
+MANIFEST = ServiceManifest(
+    name="archive",
+    description="The digital vault: immutable records, fixity, retention, a sealed journal, SEDA.",
+    default_port=KNOWN_SERVICES["archive"],
+    resources=RESOURCES,
+    consumers=CONSUMERS,
+    event_modules=("archive.domain.events",),
+)

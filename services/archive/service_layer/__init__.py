@@ -1,0 +1,1 @@
+"""The archive's use cases, over ports (no FastAPI here)."""
