@@ -3,20 +3,23 @@
 Run in a subprocess by `test_metric_names.py` (the global MeterProvider is installed once per
 process, so a fresh interpreter is the only way to know what a service really exposes):
 
-    python tests/infra/metrics_probe.py nats://127.0.0.1:4222
+    python tests/infra/metrics_probe.py nats://127.0.0.1:4222 metrics.txt
 
 It serves a kernel app (`create_app`), makes a good, a missing and a failing request, publishes
 events (and one that exhausts its retries), consumes them with one handler failure that ends
 in a dead letter, calls every `DomainMetrics` method, registers the consumer-lag gauges, then
-writes the Prometheus exposition text of `/metrics` to stdout.
+writes the Prometheus exposition text of `/metrics` to the file named (not stdout: logs
+go there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import nats
@@ -52,14 +55,12 @@ async def probe(nats_url: str) -> str:
             js = nc.jetstream()
             # The stream does not exist yet: every attempt is retried until the deadline.
             early = EventPublisher(js, source_service="demo", deadline_s=0.3)
-            try:
+            with contextlib.suppress(PublishTimeout):
                 await early.publish(
                     ParcelRegistered(reference="x", weight_kg=1.0),
                     tenant="bordeaux",
                     aggregate_id="x",
                 )
-            except PublishTimeout:
-                pass
             resources = KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "Demo"),))
             await apply_resources(js, resources, 1)
             publisher = EventPublisher(js, source_service="demo", datacenter="dc1")
@@ -121,7 +122,7 @@ async def _until_dead_lettered(http: httpx.AsyncClient) -> None:
 def main() -> None:
     os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     setup_telemetry("probe", service_version="0", datacenter="dc1")
-    sys.stdout.write(asyncio.run(probe(sys.argv[1])))
+    Path(sys.argv[2]).write_text(asyncio.run(probe(sys.argv[1])))
 
 
 if __name__ == "__main__":
