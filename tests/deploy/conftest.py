@@ -82,7 +82,12 @@ def render(helm: Path, chart: Path) -> Render:
 
     def _render(values_files: Sequence[str] = (), sets: Sequence[str] = ()) -> list[dict[str, Any]]:
         out = run_helm(
-            helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+            helm,
+            "template",
+            RELEASE,
+            str(chart),
+            "--namespace",
+            NAMESPACE,
             *values_args(values_files, sets),
         )
         return [doc for doc in yaml.safe_load_all(out) if doc]

@@ -18,7 +18,7 @@ import yaml
 from mutualis_kernel.service import KNOWN_SERVICES
 from mutualis_kernel.tenants import TenantDirectory, load_tenants
 
-from .conftest import ISSUER, NAMESPACE, HelmFailed, Render, run_helm, values_args
+from .conftest import CHART, ISSUER, NAMESPACE, HelmFailed, Render, run_helm, values_args
 
 KUBERNETES_VERSION = "1.33"
 THREE_ZONES = ("values-production-3zones.yaml", "values-nats-3zones.yaml")
@@ -32,7 +32,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], list[str], bool]] = {
     "dev-single-zone": (DEV, [], False),
     "external-nats": ((), [ISSUER, *EXTERNAL_NATS], True),
     "external-nats-with-cidrs": (
-        (), [ISSUER, *EXTERNAL_NATS, "externalNats.cidrs={10.20.0.0/16}"], True
+        (),
+        [ISSUER, *EXTERNAL_NATS, "externalNats.cidrs={10.20.0.0/16}"],
+        True,
     ),
     "no-network-policy": ((), [ISSUER, "networkPolicy.enabled=false"], True),
     "no-ingress": ((), [ISSUER, "ingress.enabled=false"], True),
@@ -86,7 +88,9 @@ def expected_services(name: str) -> set[str]:
 
 
 # -- Helm's own checks -----------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["defaults", "production-3zones", "dev-single-zone", "external-nats"])
+@pytest.mark.parametrize(
+    "name", ["defaults", "production-3zones", "dev-single-zone", "external-nats"]
+)
 def test_helm_lint_strict_passes(helm: Path, chart: Path, name: str) -> None:
     files, sets, _ = MATRIX[name]
     out = run_helm(helm, "lint", "--strict", str(chart), *values_args(files, sets))
@@ -173,7 +177,8 @@ def test_selectors_select_the_pods_they_mean(case: Any) -> None:
         others = [d for n, d in deployments.items() if n != name]
         for other in others:
             other_labels = other["spec"]["template"]["metadata"]["labels"]
-            assert not selector.items() <= other_labels.items(), f"{name} selects {service_of(other)}"
+            selected = selector.items() <= other_labels.items()
+            assert not selected, f"{name} selects {service_of(other)}"
     for service in objects(docs, "Service"):
         pod_labels = deployments[service_of(service)]["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -257,7 +262,8 @@ def test_network_policies_deny_by_default_and_allow_what_each_service_needs(case
         return
     [deny] = [p for p in policies if p["metadata"]["name"].endswith("-default-deny")]
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
     for policy in policies:
         if policy is deny:
             continue
@@ -287,12 +293,16 @@ def test_public_endpoints_are_served_over_tls(case: Any) -> None:
 
 # -- particular values -----------------------------------------------------------------------
 def test_adding_a_commune_is_a_values_change(render: Render, tmp_path: Path) -> None:
-    values = yaml.safe_load((Path(__file__).parents[2] / "deploy/helm/mutualis/values.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
     tenants = values["tenants"]
     tenants["version"] += 1
     tenants["list"].append(
-        {"slug": "saint-medard-en-jalles", "insee": "33449", "name": "Saint-Médard-en-Jalles",
-         "kind": "commune"}
+        {
+            "slug": "saint-medard-en-jalles",
+            "insee": "33449",
+            "name": "Saint-Médard-en-Jalles",
+            "kind": "commune",
+        }
     )
     extra = tmp_path / "tenants.yaml"
     extra.write_text(yaml.safe_dump({"tenants": tenants}, allow_unicode=True))
@@ -356,6 +366,13 @@ def test_a_missing_or_wrong_value_fails_with_a_clear_message(
     helm: Path, chart: Path, sets: list[str], message: str
 ) -> None:
     with pytest.raises(HelmFailed) as failure:
-        run_helm(helm, "template", "mutualis", str(chart), "--namespace", NAMESPACE,
-                 *values_args([], sets))
+        run_helm(
+            helm,
+            "template",
+            "mutualis",
+            str(chart),
+            "--namespace",
+            NAMESPACE,
+            *values_args([], sets),
+        )
     assert message in failure.value.stderr
