@@ -1,0 +1,115 @@
+"""What `mutualis archive verify|seals|seal-export|export` call: functions taking a JetStream
+context (and settings for the TSA) and returning pydantic reports. No printing here."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from nats.js import JetStreamContext
+from pydantic import BaseModel
+
+from archive.adapters.content import ContentStore
+from archive.adapters.journal import JetStreamJournal
+from archive.adapters.records import RecordRepository
+from archive.adapters.seda import SedaPackages
+from archive.adapters.seda_schemas import ensure_schemas
+from archive.adapters.timestamper import RemoteTsa
+from archive.domain.commands import SYSTEM
+from archive.manifest import CONTENT
+from archive.service_layer.handlers import ArchiveService
+from archive.service_layer.ports import Timestamper
+from archive.service_layer.reports import SealInfo, VerifyReport
+from archive.settings import ArchiveSettings
+from mutualis_kernel.bus.publisher import EventPublisher
+from mutualis_kernel.bus.store import EventStore
+
+
+class SealExport(BaseModel):
+    tenant: str
+    number: int
+    directory: Path
+    data_file: Path
+    token_file: Path
+    chain_file: Path
+    verify_command: str
+
+
+class ExportReport(BaseModel):
+    tenant: str
+    package: Path
+    record_ids: list[str]
+
+
+def service_for(
+    js: JetStreamContext, settings: ArchiveSettings, timestamper: Timestamper | None = None
+) -> ArchiveService:
+    return ArchiveService(
+        publisher=EventPublisher(js, source_service="archive", datacenter=settings.datacenter),
+        records=RecordRepository(js, EventStore(js)),
+        content=ContentStore(js, CONTENT),
+        journal=JetStreamJournal(js),
+        timestamper=timestamper
+        or RemoteTsa(settings.tsa_url, settings.tsa_ca_file, settings.tsa_chain_file),
+        work_dir=settings.work_dir,
+    )
+
+
+async def verify(
+    js: JetStreamContext,
+    settings: ArchiveSettings,
+    tenant: str | None = None,
+    *,
+    check_objects: bool = True,
+) -> list[VerifyReport]:
+    """One report per tenant (every tenant with a journal when `tenant` is None)."""
+    service = service_for(js, settings)
+    tenants = [tenant] if tenant else await service.journal.tenants()
+    return [await service.verify(t, check_objects=check_objects) for t in tenants]
+
+
+async def seals(js: JetStreamContext, settings: ArchiveSettings, tenant: str) -> list[SealInfo]:
+    return await service_for(js, settings).seals(tenant)
+
+
+async def seal_export(
+    js: JetStreamContext, settings: ArchiveSettings, tenant: str, number: int, out: Path
+) -> SealExport:
+    """Write seal `number`'s token (.tsr), the exact bytes it timestamps and the TSA chain."""
+    seal = await service_for(js, settings).find_seal(tenant, number)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{tenant}-seal-{number:06d}"
+    data_file, token_file, chain_file = (
+        out / f"{stem}.json",
+        out / f"{stem}.tsr",
+        out / f"{stem}-tsa-chain.pem",
+    )
+    data_file.write_bytes(seal.statement_bytes)
+    token_file.write_bytes(base64.b64decode(seal.tsr_b64))
+    chain_file.write_text(seal.tsa_chain_pem)
+    return SealExport(
+        tenant=tenant,
+        number=number,
+        directory=out,
+        data_file=data_file,
+        token_file=token_file,
+        chain_file=chain_file,
+        verify_command=(
+            f"openssl ts -verify -data {data_file.name} -in {token_file.name} "
+            f"-CAfile {chain_file.name}"
+        ),
+    )
+
+
+async def export(
+    js: JetStreamContext,
+    settings: ArchiveSettings,
+    tenant: str,
+    out: Path,
+    record_ids: list[str] | None = None,
+    seda_dir: Path = Path(".tools/seda"),
+) -> ExportReport:
+    service = service_for(js, settings)
+    packages = SedaPackages(service, ensure_schemas(seda_dir), settings.work_dir)
+    ids = await packages.export(tenant, record_ids, out, SYSTEM)
+    return ExportReport(tenant=tenant, package=out, record_ids=ids)
