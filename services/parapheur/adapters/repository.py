@@ -96,7 +96,8 @@ class KeyValueCircuits:
     async def list(self, tenant: str) -> Sequence[CircuitSpec]:
         kv = await self._js.key_value(self._bucket)
         try:
-            keys = await kv.keys(filters=[f"{tenant}.*"])
+            # nats-py 2.16's `keys(filters=...)` finds nothing: filter here instead.
+            keys = [k for k in await kv.keys() if k.startswith(f"{tenant}.")]
         except NoKeysError:
             return []
         found = [await self.get(tenant, key.split(".", 1)[1]) for key in keys]
@@ -143,7 +144,8 @@ class KeyValueDelegations:
     async def list(self, tenant: str) -> Sequence[Delegation]:
         kv = await self._js.key_value(self._bucket)
         try:
-            keys = await kv.keys(filters=[f"{tenant}.*"])
+            # nats-py 2.16's `keys(filters=...)` finds nothing: filter here instead.
+            keys = [k for k in await kv.keys() if k.startswith(f"{tenant}.")]
         except NoKeysError:
             return []
         found = [await self.get(tenant, key.split(".", 1)[1]) for key in keys]

@@ -7,8 +7,6 @@ is simply not found in the caller's tenant (404, no data).
 Desks: an agent holds desk `X` when their token carries the role `desk:X`.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import re

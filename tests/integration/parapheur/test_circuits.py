@@ -1,0 +1,87 @@
+"""A folder through a real circuit: visa -> signature (by delegation) -> seal, PAdES checked
+by poppler's pdfsig and pyHanko's validator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mutualis_trust.pades import pdfsig_available, pdfsig_verify, validate_pdf
+from mutualis_trust.testing import TrustEnv
+
+from .conftest import Parapheur, eventually
+
+
+async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
+    parapheur: Parapheur, trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    sam = parapheur.agent("sam")
+    alice = parapheur.agent("alice", "bordeaux", "desk:secretariat", substantial=True)
+    bob = parapheur.agent("bob", "bordeaux", "signatory", substantial=True)
+
+    submitted = await parapheur.submit(sam)
+    assert submitted.status_code == 201, submitted.text
+    folder = submitted.json()["id"]
+    assert submitted.json()["waiting_for_desks"] == ["secretariat"]
+
+    async def alice_sees_it() -> bool:
+        tasks = (await parapheur.http.get("/v1/tasks", headers=alice)).json()
+        return folder in [t["id"] for t in tasks["items"]]
+
+    await eventually(alice_sees_it)
+    approved = await parapheur.act(folder, 0, "approve", alice, "vu")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["waiting_for_users"] == ["bob"]
+
+    # Bob is away: he hands his signature to Alice for the week.
+    now = datetime.now(UTC)
+    granted = await parapheur.http.post(
+        "/v1/delegations",
+        json={
+            "delegate": "alice",
+            "starts_at": (now - timedelta(minutes=1)).isoformat(),
+            "ends_at": (now + timedelta(days=7)).isoformat(),
+        },
+        headers=bob,
+    )
+    assert granted.status_code == 201, granted.text
+    await eventually(alice_sees_it)
+
+    signed = await parapheur.act(folder, 1, "sign", alice, "pour le maire, par délégation")
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["status"] == "signed"  # the seal followed on its own
+
+    history = await parapheur.history(folder)
+    assert history == [
+        "folder.submitted",
+        "step.assigned",
+        "step.approved",
+        "step.assigned",
+        "step.signed",
+        "step.assigned",
+        "step.signed",
+        "folder.completed",
+    ]
+    proof = (await parapheur.http.get(f"/v1/folders/{folder}/proof", headers=sam)).json()
+    by_delegation = [e for e in proof["history"] if e["event"] == "step.signed"][0]
+    assert (by_delegation["actor"], by_delegation["on_behalf_of"]) == ("alice", "bob")
+    assert [s["kind"] for s in proof["signatures"]] == ["signature", "seal"]
+    page = await parapheur.http.get(f"/v1/folders/{folder}/proof.html", headers=sam)
+    assert page.status_code == 200
+    assert "pour le maire" in page.text
+
+    download = await parapheur.http.get(f"/v1/folders/{folder}/document", headers=sam)
+    assert download.status_code == 200
+    final = tmp_path / "final.pdf"
+    final.write_bytes(download.content)
+    import hashlib
+
+    assert hashlib.sha256(download.content).hexdigest() == proof["current_document"]["sha256"]
+
+    report = await validate_pdf(final, [trust_env.pki.ca_pem_path])
+    assert len(report.signatures) == 2
+    assert report.all_ok, report
+    if pdfsig_available():
+        checked = pdfsig_verify(final, trust_env.pki.ca_pem_path)
+        assert len(checked.signatures) == 2
+        assert checked.all_valid_and_trusted, checked.output
