@@ -1,0 +1,142 @@
+"""tilt/Tiltfile, executed by a real Starlark interpreter (starlark-pyo3).
+
+Tilt itself is not installable here, so its built-ins are replaced by recorders; `helm()` runs
+the real `helm template` with the arguments the Tiltfile passes, so the resources the Tiltfile
+names are looked up in the chart it would really install.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import starlark
+import yaml
+
+from mutualis_kernel.service import KNOWN_SERVICES
+
+from .conftest import ROOT, run_helm
+
+TILTFILE = ROOT / "tilt" / "Tiltfile"
+
+
+@dataclass
+class Recorded:
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+
+    def named(self, builtin: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        return [(args, kwargs) for name, args, kwargs in self.calls if name == builtin]
+
+
+def tilt_path(path: str) -> Path:
+    # Tilt resolves relative paths against the Tiltfile's directory.
+    return (TILTFILE.parent / path).resolve()
+
+
+@pytest.fixture(scope="module")
+def tilt(helm: Path, chart: Path) -> Recorded:
+    recorded = Recorded()
+    module = starlark.Module()
+
+    def recorder(name: str, result: Any = None) -> Any:
+        def builtin(*args: Any, **kwargs: Any) -> Any:
+            recorded.calls.append((name, args, kwargs))
+            return result if result is not None else {"builtin": name, "args": list(args)}
+
+        return builtin
+
+    def helm_builtin(path: str, **kwargs: Any) -> str:
+        recorded.calls.append(("helm", (path,), kwargs))
+        # The chart copy with the NATS stand-in: the dependency cannot be downloaded here.
+        assert tilt_path(path) == ROOT / "deploy" / "helm" / "mutualis"
+        args = ["template", kwargs["name"], str(chart), "--namespace", kwargs["namespace"]]
+        for values in kwargs.get("values", []):
+            args += ["-f", str(tilt_path(values))]
+        for item in kwargs.get("set", []):
+            args += ["--set", item]
+        return run_helm(helm, *args)
+
+    def k8s_yaml(text: str) -> None:
+        recorded.calls.append(("k8s_yaml", (text,), {}))
+        recorded.manifests += [doc for doc in yaml.safe_load_all(text) if doc]
+
+    for name in (
+        "allow_k8s_contexts",
+        "local",
+        "watch_file",
+        "docker_build",
+        "sync",
+        "port_forward",
+        "k8s_resource",
+    ):
+        module.add_callable(name, recorder(name, "" if name == "local" else None))
+    module.add_callable("helm", helm_builtin)
+    module.add_callable("k8s_yaml", k8s_yaml)
+
+    dialect = starlark.Dialect.extended()
+    dialect.enable_top_level_stmt = True
+    ast = starlark.parse(str(TILTFILE), TILTFILE.read_text(), dialect)
+    starlark.eval(module, ast, starlark.Globals.standard())
+    return recorded
+
+
+def workloads(recorded: Recorded) -> dict[str, dict[str, Any]]:
+    kinds = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+    return {d["metadata"]["name"]: d for d in recorded.manifests if d["kind"] in kinds}
+
+
+def test_every_resource_the_tiltfile_names_exists_in_the_rendered_chart(tilt: Recorded) -> None:
+    found = workloads(tilt)
+    named = [args[0] for args, _ in tilt.named("k8s_resource")]
+    assert sorted(named) == sorted(f"mutualis-{service}" for service in KNOWN_SERVICES)
+    for resource in named:
+        assert resource in found, f"{resource} is not a workload of the chart"
+
+
+def test_each_service_is_forwarded_to_the_port_it_listens_on(tilt: Recorded) -> None:
+    found = workloads(tilt)
+    for args, kwargs in tilt.named("k8s_resource"):
+        [forward] = kwargs["port_forwards"]
+        local_port, container_port = forward["args"]
+        service = args[0].removeprefix("mutualis-")
+        assert local_port == container_port == KNOWN_SERVICES[service]
+        container = found[args[0]]["spec"]["template"]["spec"]["containers"][0]
+        assert container["ports"][0]["containerPort"] == container_port
+
+
+def test_the_image_tilt_builds_is_the_one_the_chart_runs(tilt: Recorded) -> None:
+    [(args, kwargs)] = tilt.named("docker_build")
+    image, context = args
+    assert tilt_path(context) == ROOT
+    assert tilt_path(kwargs["dockerfile"]) == ROOT / "Dockerfile"
+    assert f"AS {kwargs['target']}" in (ROOT / "Dockerfile").read_text()
+    for deployment in workloads(tilt).values():
+        running = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert running.split(":")[0] == image
+
+
+def test_live_update_syncs_the_python_sources_the_dev_image_runs(tilt: Recorded) -> None:
+    [(_, kwargs)] = tilt.named("docker_build")
+    steps = kwargs["live_update"]
+    synced = {
+        tilt_path(step["args"][0]).relative_to(ROOT).as_posix(): step["args"][1] for step in steps
+    }
+    assert synced == {"libs": "/app/libs", "services": "/app/services"}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ENV PYTHONPATH=/app/libs:/app/services" in dockerfile
+    for deployment in workloads(tilt).values():
+        security = deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+        assert security["readOnlyRootFilesystem"] is False, "live update must write the files"
+
+
+def test_the_chart_is_installed_with_the_dev_values(tilt: Recorded) -> None:
+    [(args, kwargs)] = tilt.named("helm")
+    assert [tilt_path(v).name for v in kwargs["values"]] == ["values-dev-single-zone.yaml"]
+    [(local_args, _)] = tilt.named("local")
+    command = shlex.split(local_args[0])
+    assert command[:3] == ["helm", "dependency", "build"]
+    assert tilt_path(command[3]) == tilt_path(args[0])
