@@ -122,7 +122,9 @@ async def seal_loop(service: ArchiveService, interval_s: float, stop: asyncio.Ev
                 log.warning("archive.seal_postponed", tenant=tenant, error=str(error))
 
 
-async def audit_loop(service: ArchiveService, settings: ArchiveSettings, stop: asyncio.Event) -> None:
+async def audit_loop(
+    service: ArchiveService, settings: ArchiveSettings, stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         tenants = await service.journal.tenants()
         failures = await service.audit(tenants, settings.fixity_rate_bytes_s, stop)

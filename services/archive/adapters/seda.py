@@ -120,7 +120,9 @@ def _archive_unit(parent: etree._Element, index: int, record: Record) -> None:
 class SedaPackages:
     """Export and import through the service layer, validating against the SEDA 2.2 XSD."""
 
-    def __init__(self, service: ArchiveService, xsd_dir: Path, work_dir: Path | None = None) -> None:
+    def __init__(
+        self, service: ArchiveService, xsd_dir: Path, work_dir: Path | None = None
+    ) -> None:
         self.service = service
         self.xsd_dir = xsd_dir
         self.work_dir = work_dir
@@ -144,15 +146,17 @@ class SedaPackages:
         problems = await asyncio.to_thread(validate, manifest, self.xsd_dir)
         if problems:
             raise errors.InvalidPackage("; ".join(problems[:5]))
-        with tempfile.TemporaryDirectory(prefix="seda-", dir=self.work_dir) as tmp:
-            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as package:
-                package.writestr("manifest.xml", manifest)
-                for index, record in enumerate(records, start=1):
-                    part = Path(tmp) / f"{index}.bin"
-                    with part.open("wb") as out:
-                        await self.service.content.write_to(record.content.object_name, out)
-                    package.write(part, content_path(index, record))
-                    part.unlink()
+        with (
+            tempfile.TemporaryDirectory(prefix="seda-", dir=self.work_dir) as tmp,
+            zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as package,
+        ):
+            package.writestr("manifest.xml", manifest)
+            for index, record in enumerate(records, start=1):
+                part = Path(tmp) / f"{index}.bin"
+                with part.open("wb") as out:
+                    await self.service.content.write_to(record.content.object_name, out)
+                package.write(part, content_path(index, record))
+                part.unlink()
         await self.service.journal.append(
             tenant,
             "export",
@@ -176,7 +180,9 @@ class SedaPackages:
             manifest = package.read(info)
             problems = await asyncio.to_thread(validate, manifest, self.xsd_dir)
             if problems:
-                raise errors.InvalidPackage("manifest.xml is not valid SEDA 2.2: " + "; ".join(problems[:5]))
+                raise errors.InvalidPackage(
+                    "manifest.xml is not valid SEDA 2.2: " + "; ".join(problems[:5])
+                )
             parser = etree.XMLParser(no_network=True, resolve_entities=False)
             root = etree.fromstring(manifest, parser)
             message_id = root.findtext(_q("MessageIdentifier")) or ""
@@ -187,7 +193,9 @@ class SedaPackages:
                 uri, sha512, size, filename = objects[group_id]
                 member = _member(package, uri)
                 if member.file_size != size:
-                    raise errors.InvalidPackage(f"{uri}: size {member.file_size}, manifest says {size}")
+                    raise errors.InvalidPackage(
+                        f"{uri}: size {member.file_size}, manifest says {size}"
+                    )
                 with package.open(member) as source:
                     staged = await stage(source, self.work_dir)  # type: ignore[arg-type]
                 try:

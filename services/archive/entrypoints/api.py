@@ -84,7 +84,11 @@ def archive_router(
         try:
             parsed = RecordMetadata.model_validate(json.loads(metadata))
         except (ValueError, ValidationError) as error:
-            detail = readable_errors(error.errors()) if isinstance(error, ValidationError) else str(error)
+            detail = (
+                readable_errors(error.errors())
+                if isinstance(error, ValidationError)
+                else str(error)
+            )
             raise ApiError(422, "invalid_metadata", detail) from None
         staged = await stage(file.file, work_dir)
         try:
@@ -120,7 +124,9 @@ def archive_router(
         principal: Principal = readers,
     ) -> list[Record]:
         require_tenant(principal, tenant)
-        query = SearchQuery(title, document_type, originating_service, keyword, date_from, date_to, status)
+        query = SearchQuery(
+            title, document_type, originating_service, keyword, date_from, date_to, status
+        )
         return await service.search(tenant, query, _actor(principal))
 
     @router.get("/records/{record_id}")
@@ -145,7 +151,9 @@ def archive_router(
             "Digest": f"sha-256={record.content.sha256}",
             "Content-Disposition": f'attachment; filename="{_safe(record.content.filename)}"',
         }
-        return StreamingResponse(chunks, media_type=record.content.format.mime_type, headers=headers)
+        return StreamingResponse(
+            chunks, media_type=record.content.format.mime_type, headers=headers
+        )
 
     @router.post("/records/{record_id}/holds", status_code=201)
     async def place_hold(

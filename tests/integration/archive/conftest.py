@@ -34,7 +34,9 @@ class ArchiveEnv:
     pki: DevPki
     tmp: Path
 
-    def headers(self, tenant: str, roles: tuple[str, ...] = ("archivist",), sub: str = "a1") -> dict[str, str]:
+    def headers(
+        self, tenant: str, roles: tuple[str, ...] = ("archivist",), sub: str = "a1"
+    ) -> dict[str, str]:
         return self.issuer.bearer(sub, tenant, roles=roles)
 
     async def ingest(
@@ -50,7 +52,11 @@ class ArchiveEnv:
         return await self.http.post(
             f"/v1/archive/{tenant}/records",
             headers=self.headers(tenant, roles),
-            data={"metadata": json.dumps(metadata or sample_metadata()), "idempotency_key": key, **form},
+            data={
+                "metadata": json.dumps(metadata or sample_metadata()),
+                "idempotency_key": key,
+                **form,
+            },
             files={"file": ("document.pdf", content, "application/octet-stream")},
         )
 
@@ -83,7 +89,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
 
 
 @pytest.fixture
-async def archive(nats_cluster: LocalCluster, pki: DevPki, tmp_path: Path) -> AsyncIterator[ArchiveEnv]:
+async def archive(
+    nats_cluster: LocalCluster, pki: DevPki, tmp_path: Path
+) -> AsyncIterator[ArchiveEnv]:
     issuer = TestIssuer()
     chain = tmp_path / "chain.pem"
     chain.write_bytes(pki.tsa_cert_path.read_bytes() + pki.ca_pem_path.read_bytes())
@@ -102,7 +110,9 @@ async def archive(nats_cluster: LocalCluster, pki: DevPki, tmp_path: Path) -> As
             timestamper = RemoteTsa(tsa_url, pki.ca_pem_path, chain)
             wiring = await wire(platform, timestamper)
             transport = httpx.ASGITransport(app=wiring.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://archive", timeout=60) as http:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://archive", timeout=60
+            ) as http:
                 yield ArchiveEnv(http, issuer, wiring.app.state.archive, platform, pki, tmp_path)
         finally:
             await platform.nc.close()

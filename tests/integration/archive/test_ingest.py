@@ -35,7 +35,8 @@ async def test_an_agent_archives_a_document_with_its_hashes_and_format(archive: 
 async def test_the_same_submission_twice_makes_one_record(archive: ArchiveEnv) -> None:
     first = await archive.ingest("bordeaux", PDF, key="retried-once")
     second = await archive.ingest("bordeaux", PDF, key="retried-once")
-    assert first.status_code == 201 and second.status_code == 201
+    assert first.status_code == 201
+    assert second.status_code == 201
     assert first.json()["record_id"] == second.json()["record_id"]
     found = await archive.http.get(
         "/v1/archive/bordeaux/records",
@@ -78,8 +79,12 @@ async def test_a_restricted_record_is_hidden_from_agents_until_communicable(
     metadata = sample_metadata(communicability_delay="P75Y", title="Dossier médical restreint")
     record = (await archive.ingest("talence", PDF, key="restricted", metadata=metadata)).json()
     path = f"/v1/archive/talence/records/{record['record_id']}"
-    assert (await archive.http.get(path, headers=archive.headers("talence", ("agent",)))).status_code == 404
-    assert (await archive.http.get(path, headers=archive.headers("talence", ("archivist",)))).status_code == 200
+    assert (
+        await archive.http.get(path, headers=archive.headers("talence", ("agent",)))
+    ).status_code == 404
+    assert (
+        await archive.http.get(path, headers=archive.headers("talence", ("archivist",)))
+    ).status_code == 200
     listed = await archive.http.get(
         "/v1/archive/talence/records", headers=archive.headers("talence", ("agent",))
     )

@@ -7,10 +7,9 @@ import base64
 import json
 import subprocess
 
-from integration.archive.conftest import ArchiveEnv
-
 from archive import cli_support
 from archive.manifest import CONTENT, JOURNAL_STREAM, journal_subject, seals_subject
+from integration.archive.conftest import ArchiveEnv
 
 CONTENT_BYTES = b"<?xml version='1.0'?><acte>arrete municipal</acte>\n" * 100
 
@@ -27,17 +26,33 @@ async def test_a_sealed_journal_verifies_and_its_seal_passes_openssl(archive: Ar
     assert record["content"]["format"]["mime_type"] == "application/xml"  # type: ignore[index]
     seal = await archive.http.post(f"/v1/archive/{tenant}/seals", headers=archive.headers(tenant))
     assert seal.status_code == 201, seal.text
-    report = await archive.http.post(f"/v1/archive/{tenant}/verify", headers=archive.headers(tenant))
+    report = await archive.http.post(
+        f"/v1/archive/{tenant}/verify", headers=archive.headers(tenant)
+    )
     assert report.json()["ok"] is True, report.json()
     assert report.json()["seals_checked"] == 1
 
     exported = await cli_support.seal_export(
-        archive.platform.js, archive.platform.settings, tenant, 1, archive.tmp / "seal"  # type: ignore[arg-type]
+        archive.platform.js,
+        archive.platform.settings,
+        tenant,
+        1,
+        archive.tmp / "seal",  # type: ignore[arg-type]
     )
-    result = subprocess.run(
-        ["openssl", "ts", "-verify", "-data", str(exported.data_file), "-in",
-         str(exported.token_file), "-CAfile", str(exported.chain_file)],
-        capture_output=True, text=True,
+    result = subprocess.run(  # noqa: ASYNC221 - the test waits for openssl on purpose
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-data",
+            str(exported.data_file),
+            "-in",
+            str(exported.token_file),
+            "-CAfile",
+            str(exported.chain_file),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert "Verification: OK" in result.stdout, result.stdout + result.stderr
 
@@ -71,7 +86,7 @@ async def test_an_edited_journal_entry_is_named(archive: ArchiveEnv) -> None:
     entry["details"]["sha256"] = "f" * 64
     # Delete the entry and put the forged one back at its place in the subject's order.
     await js.delete_msg(JOURNAL_STREAM, stream_seq)
-    for later_seq, later_body in messages[2:]:
+    for later_seq, _ in messages[2:]:
         await js.delete_msg(JOURNAL_STREAM, later_seq)
     await js.publish(journal_subject(tenant), json.dumps(entry).encode())
     for _, later_body in messages[2:]:

@@ -7,15 +7,17 @@ import io
 import zipfile
 from pathlib import Path
 
-from integration.archive.conftest import ArchiveEnv, expired_metadata, sample_metadata
 from lxml import etree
 
 from archive.adapters.seda_schemas import ensure_schemas, validate
+from integration.archive.conftest import ArchiveEnv, expired_metadata, sample_metadata
 
 DOC = b"%PDF-1.4\n%minimal\n" + b"x" * 5000 + b"\n%%EOF\n"
 
 
-async def test_disposal_is_refused_under_hold_and_for_permanent_records(archive: ArchiveEnv) -> None:
+async def test_disposal_is_refused_under_hold_and_for_permanent_records(
+    archive: ArchiveEnv,
+) -> None:
     tenant, h = "le-bouscat", archive.headers("le-bouscat")
     expired = (await archive.ingest(tenant, DOC, key="old", metadata=expired_metadata())).json()
     forever = (
@@ -23,12 +25,14 @@ async def test_disposal_is_refused_under_hold_and_for_permanent_records(archive:
     ).json()
     candidates = await archive.http.get(f"/v1/archive/{tenant}/disposals/candidates", headers=h)
     ids = [r["record_id"] for r in candidates.json()]
-    assert expired["record_id"] in ids and forever["record_id"] not in ids
+    assert expired["record_id"] in ids
+    assert forever["record_id"] not in ids
 
     refused = await archive.http.post(
         f"/v1/archive/{tenant}/disposals", json={"record_ids": [forever["record_id"]]}, headers=h
     )
-    assert refused.status_code == 409 and "kept permanently" in refused.json()["detail"]
+    assert refused.status_code == 409
+    assert "kept permanently" in refused.json()["detail"]
 
     hold = await archive.http.post(
         f"/v1/archive/{tenant}/records/{expired['record_id']}/holds",
@@ -39,7 +43,8 @@ async def test_disposal_is_refused_under_hold_and_for_permanent_records(archive:
     held = await archive.http.post(
         f"/v1/archive/{tenant}/disposals", json={"record_ids": [expired["record_id"]]}, headers=h
     )
-    assert held.status_code == 409 and "legal hold" in held.json()["detail"]
+    assert held.status_code == 409
+    assert "legal hold" in held.json()["detail"]
 
     await archive.http.delete(
         f"/v1/archive/{tenant}/records/{expired['record_id']}/holds/{hold_id}", headers=h
@@ -97,7 +102,11 @@ async def test_a_seda_export_validates_and_imports_into_another_tenant_identical
     )
     assert imported.status_code == 201, imported.text
     copies = [
-        (await archive.http.get(f"/v1/archive/{target}/records/{i}", headers=archive.headers(target))).json()
+        (
+            await archive.http.get(
+                f"/v1/archive/{target}/records/{i}", headers=archive.headers(target)
+            )
+        ).json()
         for i in imported.json()["record_ids"]
     ]
     originals = {r["content"]["sha512"]: r for r in (first, second)}
