@@ -13,7 +13,9 @@ import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
+from identity.adapters.eventlog import EventLog
 from identity.adapters.keys import KeyStore
+from identity.adapters.projector import SequencedConsumer, projector
 from identity.adapters.repository import Stores
 from identity.devseed import seed_dev
 from identity.domain.security import PasswordPolicy, Passwords
@@ -38,6 +40,7 @@ class Identity:
     nc: NATS
     provider: Provider
     app: FastAPI
+    projector: SequencedConsumer
 
 
 async def build(settings: IdentitySettings, *, apply: bool = True) -> Identity:
@@ -59,7 +62,9 @@ async def build(settings: IdentitySettings, *, apply: bool = True) -> Identity:
         datacenter=settings.datacenter,
         deadline_s=settings.publish_deadline_s,
     )
-    deps = Deps(stores, publisher, passwords, default_tenants(), dev_mode=settings.dev_mode)
+    deps = Deps(
+        stores, publisher, passwords, default_tenants(), EventLog(js), dev_mode=settings.dev_mode
+    )
     # Retired keys stay published as long as a token they signed can still be presented.
     keys = KeyStore(
         stores.keys,
@@ -86,12 +91,13 @@ async def build(settings: IdentitySettings, *, apply: bool = True) -> Identity:
     )
     app.include_router(oidc_router(provider, secure_cookies=secure))
     app.include_router(api_router(provider))
-    return Identity(settings, nc, provider, app)
+    return Identity(settings, nc, provider, app, projector(js, stores))
 
 
 @asynccontextmanager
 async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
-    """Uvicorn serving the app until the block exits; then stop HTTP and drain NATS."""
+    """Uvicorn serving the app, the projector and the key watch until the block exits;
+    then stop HTTP, the background tasks, and drain NATS."""
     config = uvicorn.Config(
         identity.app,
         host=identity.settings.http_host,
@@ -100,6 +106,11 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
         lifespan="off",
     )
     server = uvicorn.Server(config)
+    stop = asyncio.Event()
+    background = [
+        asyncio.create_task(identity.projector.run(stop)),
+        asyncio.create_task(identity.provider.keys.watch(stop)),
+    ]
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
@@ -108,6 +119,8 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
     finally:
         server.should_exit = True
         await task
+        stop.set()
+        await asyncio.gather(*background, return_exceptions=True)
         await identity.nc.drain()
 
 

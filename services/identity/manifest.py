@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
 from mutualis_kernel.streams import KeyValueSpec, Resources, events_stream
 
@@ -14,6 +15,7 @@ PENDING = "identity_pending"
 REFRESH = "identity_refresh"
 THROTTLE = "identity_throttle"
 REVOKED = "identity_revoked"
+CREDENTIALS = "identity_credentials"
 
 RESOURCES = Resources(
     streams=(
@@ -22,8 +24,15 @@ RESOURCES = Resources(
         ),
     ),
     key_values=(
-        KeyValueSpec(USERS, "Accounts by id, and the username index.", history=5),
-        KeyValueSpec(CLIENTS, "OAuth clients by client_id.", history=5),
+        KeyValueSpec(
+            USERS, "Accounts by id and the username index (projected from events).", history=5
+        ),
+        KeyValueSpec(CLIENTS, "OAuth clients by client_id (projected from events).", history=5),
+        KeyValueSpec(
+            CREDENTIALS,
+            "Password hashes, TOTP secrets and client secret digests (never in events).",
+            history=1,
+        ),
         KeyValueSpec(KEYS, "Signing keys (private part encrypted) and the current kid.", history=5),
         KeyValueSpec(SESSIONS, "Browser sessions by opaque id.", ttl_s=24 * 3600.0),
         KeyValueSpec(CODES, "Authorization codes by digest (60 s, single use).", ttl_s=300.0),
@@ -34,10 +43,24 @@ RESOURCES = Resources(
     ),
 )
 
+PROJECTOR = ConsumerSpec(
+    durable="identity-projector",
+    stream="IDENTITY_EVENTS",
+    filter_subjects=("evt.identity.>",),
+    service="identity",
+    description="Folds every identity event into the account and client KV projections.",
+    backoff_s=(0.2, 1.0, 5.0, 15.0, 30.0),
+    max_deliver=10,
+    batch=128,
+)
+
+CONSUMERS = (PROJECTOR,)
+
 MANIFEST = ServiceManifest(
     name="identity",
     description="The territory's OpenID Connect provider for citizens, agents and services.",
     default_port=KNOWN_SERVICES["identity"],
     resources=RESOURCES,
+    consumers=CONSUMERS,
     event_modules=("identity.domain.events",),
 )

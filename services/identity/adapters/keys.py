@@ -4,32 +4,80 @@ Each key is stored under `key.<kid>` with its private JWK encrypted (JWE, `dir` 
 key derived from `key_encryption_secret`), so a copy of the bucket alone cannot mint tokens.
 `current` names the key that signs. Rotation writes a new key and moves `current`; the old
 key stays published in the JWKS until every token it signed has expired.
+
+Signing and verifying must not read the bucket every time: the current key and the public
+key set are cached in memory. A KV watch on the bucket drops the cache as soon as any
+instance rotates; a short TTL bounds staleness should the watch be down; and a token whose
+`kid` the cache does not know forces one reload (at most once a second).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
 import time
 from typing import Any
 
+import nats.errors
+import structlog
 from joserfc import jwe
-from joserfc.jwk import ECKey, OctKey
+from joserfc.jwk import ECKey, KeySet, OctKey
 from nats.js.errors import NoKeysError
 
 from identity.adapters.repository import Bucket
 from identity.domain.errors import AlreadyExists
 
 CURRENT = "current"
+log = structlog.get_logger("identity.keys")
 
 
 class KeyStore:
-    def __init__(self, bucket: Bucket, encryption_secret: str, publish_after_retire_s: float):
+    def __init__(
+        self,
+        bucket: Bucket,
+        encryption_secret: str,
+        publish_after_retire_s: float,
+        cache_ttl_s: float = 30.0,
+    ):
         self.bucket = bucket
         self._wrap = OctKey.import_key(hashlib.sha256(encryption_secret.encode()).digest())
         self.publish_after_retire_s = publish_after_retire_s
+        self.cache_ttl_s = cache_ttl_s
         self._private: dict[str, ECKey] = {}
+        self._current: tuple[float, ECKey] | None = None
+        self._jwks: tuple[float, dict[str, Any], KeySet] | None = None
+        self._last_forced = 0.0
+
+    def invalidate(self) -> None:
+        """Forget the cached current key and key set (a rotation happened somewhere)."""
+        self._current = None
+        self._jwks = None
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Drop the cache whenever the key bucket changes, until `stop` is set."""
+        while not stop.is_set():
+            try:
+                watcher = await self.bucket.kv.watchall()
+            except (nats.errors.Error, TimeoutError) as error:
+                log.warning("keys.watch_failed", error=repr(error))
+                await _sleep_or_stop(stop, 1.0)
+                continue
+            try:
+                while not stop.is_set():
+                    try:
+                        entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                    if entry is not None:
+                        self.invalidate()
+            except nats.errors.Error as error:
+                log.warning("keys.watch_lost", error=repr(error))
+            finally:
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def ensure_key(self) -> str:
         """The current kid, creating the first key if no instance has done it yet."""
@@ -61,9 +109,18 @@ class KeyStore:
                 old[0]["retired_at"] = time.time()
                 await self.bucket.put(f"key.{old_kid}", old[0])
         await self.bucket.put(CURRENT, {"kid": kid})
+        self.invalidate()
         return kid
 
     async def signing_key(self) -> ECKey:
+        cached = self._current
+        if cached is not None and time.monotonic() - cached[0] < self.cache_ttl_s:
+            return cached[1]
+        key = await self._load_signing_key()
+        self._current = (time.monotonic(), key)
+        return key
+
+    async def _load_signing_key(self) -> ECKey:
         kid = await self.current_kid()
         cached = self._private.get(kid)
         if cached is not None:
@@ -78,6 +135,29 @@ class KeyStore:
         return key
 
     async def public_jwks(self) -> dict[str, Any]:
+        return (await self._published())[0]
+
+    async def key_set(self, kid: str | None = None) -> KeySet:
+        """The published keys, reloaded once if `kid` is not among them (a rotation the
+        watch has not told us about yet)."""
+        jwks, keys = await self._published()
+        known = kid is None or any(k.get("kid") == kid for k in jwks["keys"])
+        if not known and time.monotonic() - self._last_forced > 1.0:
+            self._last_forced = time.monotonic()
+            self._jwks = None
+            jwks, keys = await self._published()
+        return keys
+
+    async def _published(self) -> tuple[dict[str, Any], KeySet]:
+        cached = self._jwks
+        if cached is not None and time.monotonic() - cached[0] < self.cache_ttl_s:
+            return cached[1], cached[2]
+        jwks = await self._load_jwks()
+        keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+        self._jwks = (time.monotonic(), jwks, keys)
+        return jwks, keys
+
+    async def _load_jwks(self) -> dict[str, Any]:
         now = time.time()
         keys = []
         for name in await self._key_names():
@@ -114,3 +194,8 @@ class KeyStore:
             },
         )
         return kid
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

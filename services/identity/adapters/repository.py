@@ -1,14 +1,18 @@
-"""Repositories on JetStream KV: the only place identity state lives.
+"""Repositories on JetStream KV: projections of the event stream, credentials, ephemeral state.
 
-Every write that can race another instance is a compare-and-set on the key's revision, so two
-datacenters never both consume the same code, rotate the same refresh token or create the
+Accounts and clients are projections: documents folded from `IDENTITY_EVENTS`, each stamped
+with the stream sequence of the last event folded in and written by compare-and-set, so
+replays and races never move them backwards. Secrets and ephemeral security state (codes,
+sessions, refresh tokens, throttling) live only here, also under compare-and-set, so two
+datacenters never both consume the same code, rotate the same refresh token or claim the
 same username. Key names are digests or generated ids: nothing personal appears in a subject.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
@@ -22,6 +26,7 @@ from identity.domain.model import Client, User
 from identity.domain.security import secret_digest
 
 M = TypeVar("M", bound=BaseModel)
+Doc = dict[str, Any]
 
 
 class StaleWrite(Exception):
@@ -68,37 +73,98 @@ class Bucket:
         return model.model_validate(found[0]), found[1]
 
 
-def _user_doc(user: User) -> dict[str, Any]:
-    doc = dataclasses.asdict(user)
-    doc.pop("pending_events")
-    return doc
+Fold = Callable[[Doc | None], Doc | None]
+
+#: How long a username or client id reservation may wait for its event before another
+#: registration may take it over (a crash between the reservation and the append).
+RESERVATION_GRACE_S = 30.0
 
 
-def _client_doc(client: Client) -> dict[str, Any]:
-    doc = dataclasses.asdict(client)
-    doc.pop("pending_events")
-    return doc
+async def project(bucket: Bucket, key: str, seq: int, fold: Fold) -> Doc | None:
+    """Fold the event at stream sequence `seq` into the document at `key`, exactly once.
+
+    A document that already saw `seq` (or a later event) is left alone; otherwise the new
+    document, stamped with `seq`, is written by compare-and-set on the revision read, so the
+    request that appended and the projector can both try without ever going backwards.
+    Returns the document as it stands afterwards (None if there is none).
+    """
+    for _ in range(50):
+        found = await bucket.get(key)
+        doc, revision = found if found is not None else (None, None)
+        if doc is not None and int(doc.get("seq", 0)) >= seq:
+            return doc
+        before = {k: v for k, v in doc.items() if k != "seq"} if doc is not None else None
+        after = fold(before)
+        if after is None:
+            return None
+        after = {**after, "seq": seq}
+        try:
+            if revision is None:
+                await bucket.create(key, after)
+            else:
+                await bucket.update(key, after, revision)
+            return after
+        except (AlreadyExists, StaleWrite):
+            continue  # someone else wrote in between: read again and decide again
+    raise StaleWrite(key)
 
 
 def username_key(username: str) -> str:
     return f"login.{secret_digest(username.strip().lower())}"
 
 
-class UserRepository:
+class Credentials:
+    """Secrets that never enter the event stream: password hashes, TOTP secrets and client
+    secret digests (`identity_credentials`). Each entry is written before the event that
+    makes it reachable; one whose event never came is unreachable and harmless."""
+
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket
 
-    async def get(self, user_id: str) -> tuple[User, int]:
+    async def user(self, user_id: str) -> Doc | None:
         found = await self.bucket.get(f"user.{user_id}")
-        if found is None:
+        return found[0] if found else None
+
+    async def client(self, client_id: str) -> tuple[Doc, int] | None:
+        return await self.bucket.get(f"client.{client_id}")
+
+
+class UserRepository:
+    """Accounts as projected from the stream (`user.<id>`, `login.<digest>`), joined with
+    their credentials on read."""
+
+    def __init__(self, bucket: Bucket, credentials: Credentials) -> None:
+        self.bucket = bucket
+        self.credentials = credentials
+
+    async def doc(self, user_id: str) -> Doc | None:
+        """The projected document, tombstones included, with its `seq`."""
+        if not _safe_key(user_id):
+            return None
+        found = await self.bucket.get(f"user.{user_id}")
+        return found[0] if found else None
+
+    async def build(self, doc: Doc | None) -> User | None:
+        if doc is None or doc.get("erased"):
+            return None
+        secrets_ = await self.credentials.user(str(doc["id"]))
+        if secrets_ is None:
+            return None
+        fields = {k: v for k, v in doc.items() if k not in ("seq", "erased")}
+        return User(
+            **fields,
+            password_hash=secrets_["password_hash"],
+            totp_secret=secrets_.get("totp_secret"),
+        )
+
+    async def get(self, user_id: str) -> User:
+        user = await self.find(user_id)
+        if user is None:
             raise NotFound(f"no user {user_id}")
-        return User(**found[0]), found[1]
+        return user
 
     async def find(self, user_id: str) -> User | None:
-        try:
-            return (await self.get(user_id))[0]
-        except NotFound:
-            return None
+        return await self.build(await self.doc(user_id))
 
     async def by_username(self, username: str) -> User | None:
         index = await self.bucket.get(username_key(username))
@@ -106,31 +172,120 @@ class UserRepository:
             return None
         return await self.find(str(index[0]["user_id"]))
 
-    async def add(self, user: User) -> None:
-        # The index entry is the uniqueness check: create fails if the username is taken.
-        await self.bucket.create(username_key(user.username), {"user_id": user.id})
-        await self.bucket.create(f"user.{user.id}", _user_doc(user))
+    async def reserve_username(
+        self, username: str, user_id: str, tenant: str, has_events: Callable[[str, str], Any]
+    ) -> None:
+        """Claim a username before appending its registration (uniqueness across aggregates).
 
-    async def save(self, user: User, revision: int) -> None:
-        await self.bucket.update(f"user.{user.id}", _user_doc(user), revision)
+        A reservation left by a crash (no event ever appended for it) is taken over after
+        `RESERVATION_GRACE_S`; a confirmed entry (it has `seq`) is never taken.
+        """
+        key = username_key(username)
+        claim = {"user_id": user_id, "tenant": tenant, "reserved_at": time.time()}
+        try:
+            await self.bucket.create(key, claim)
+            return
+        except AlreadyExists:
+            pass
+        found = await self.bucket.get(key)
+        if found is None:
+            raise AlreadyExists(key)  # deleted meanwhile; the caller may simply retry
+        entry, revision = found
+        orphan = (
+            "seq" not in entry
+            and time.time() - float(entry.get("reserved_at", 0)) > RESERVATION_GRACE_S
+            and await self.doc(str(entry["user_id"])) is None
+            and not await has_events(str(entry["tenant"]), str(entry["user_id"]))
+        )
+        if not orphan:
+            raise AlreadyExists(key)
+        try:
+            await self.bucket.update(key, claim, revision)
+        except StaleWrite:
+            raise AlreadyExists(key) from None
 
-    async def remove(self, user: User) -> None:
-        await self.bucket.delete(f"user.{user.id}")
-        await self.bucket.delete(username_key(user.username))
+    async def project(self, user_id: str, seq: int, fold: Fold) -> Doc | None:
+        """Fold one event into the account document, then bring the username index in line."""
+        doc = await project(self.bucket, f"user.{user_id}", seq, fold)
+        if doc is not None:
+            await self._index(doc)
+        return doc
+
+    async def _index(self, doc: Doc) -> None:
+        if doc.get("erased"):
+            key = f"login.{doc.get('username_digest')}"
+            found = await self.bucket.get(key)
+            if found is not None and found[0].get("user_id") == doc["id"]:
+                await self.bucket.delete(key)
+            return
+        key = username_key(str(doc["username"]))
+        confirmed = {"user_id": doc["id"], "tenant": doc["tenant"], "seq": doc["seq"]}
+        for _ in range(10):
+            found = await self.bucket.get(key)
+            try:
+                if found is None:
+                    await self.bucket.create(key, confirmed)
+                elif found[0].get("user_id") == doc["id"] and "seq" not in found[0]:
+                    await self.bucket.update(key, confirmed, found[1])
+                return  # confirmed already, or (never expected) another account's name
+            except (AlreadyExists, StaleWrite):
+                continue
 
 
 class ClientRepository:
-    def __init__(self, bucket: Bucket) -> None:
+    def __init__(self, bucket: Bucket, credentials: Credentials) -> None:
         self.bucket = bucket
+        self.credentials = credentials
 
-    async def find(self, client_id: str) -> Client | None:
+    async def doc(self, client_id: str) -> Doc | None:
         if not client_id or not _safe_key(client_id):
             return None
         found = await self.bucket.get(f"client.{client_id}")
-        return Client(**found[0]) if found else None
+        return found[0] if found else None
 
-    async def add(self, client: Client) -> None:
-        await self.bucket.create(f"client.{client.client_id}", _client_doc(client))
+    async def find(self, client_id: str) -> Client | None:
+        doc = await self.doc(client_id)
+        if doc is None:
+            return None
+        secret = await self.credentials.client(client_id)
+        fields = {k: v for k, v in doc.items() if k != "seq"}
+        return Client(**fields, secret_hash=secret[0].get("secret_hash") if secret else None)
+
+    async def reserve(
+        self,
+        client_id: str,
+        tenant: str,
+        secret_hash: str | None,
+        has_events: Callable[[str, str], Any],
+    ) -> None:
+        """Claim a client id (global across tenants) and store its secret digest, before the
+        registration event; a claim whose event never came is taken over after a grace."""
+        key = f"client.{client_id}"
+        claim = {"tenant": tenant, "secret_hash": secret_hash, "reserved_at": time.time()}
+        bucket = self.credentials.bucket
+        try:
+            await bucket.create(key, claim)
+            return
+        except AlreadyExists:
+            pass
+        found = await bucket.get(key)
+        if found is None:
+            raise AlreadyExists(key)
+        entry, revision = found
+        orphan = (
+            time.time() - float(entry.get("reserved_at", 0)) > RESERVATION_GRACE_S
+            and await self.doc(client_id) is None
+            and not await has_events(str(entry["tenant"]), client_id)
+        )
+        if not orphan:
+            raise AlreadyExists(key)
+        try:
+            await bucket.update(key, claim, revision)
+        except StaleWrite:
+            raise AlreadyExists(key) from None
+
+    async def project(self, client_id: str, seq: int, fold: Fold) -> Doc | None:
+        return await project(self.bucket, f"client.{client_id}", seq, fold)
 
 
 def _safe_key(value: str) -> bool:
@@ -141,8 +296,9 @@ class Stores:
     """Every bucket identity uses, opened once by the composition root."""
 
     def __init__(self, buckets: dict[str, Bucket]) -> None:
-        self.users = UserRepository(buckets[manifest.USERS])
-        self.clients = ClientRepository(buckets[manifest.CLIENTS])
+        self.credentials = Credentials(buckets[manifest.CREDENTIALS])
+        self.users = UserRepository(buckets[manifest.USERS], self.credentials)
+        self.clients = ClientRepository(buckets[manifest.CLIENTS], self.credentials)
         self.keys = buckets[manifest.KEYS]
         self.sessions = buckets[manifest.SESSIONS]
         self.codes = buckets[manifest.CODES]

@@ -17,7 +17,10 @@ UserKind = Literal["citizen", "agent"]
 @domain_event("identity", "user.registered", aggregate="user")
 class UserRegistered(Event):
     """An account was created. Carries the email and display name because notifications
-    sends the welcome message; consumers must not copy them elsewhere."""
+    sends the welcome message, and the username because identity's own account projection
+    is rebuilt from this stream; consumers must not copy them elsewhere. Credentials (the
+    password hash, the TOTP secret) are never in an event: they live in the
+    `identity_credentials` KV bucket, which erasure can really empty."""
 
     user_id: str
     tenant: str
@@ -25,6 +28,7 @@ class UserRegistered(Event):
     roles: tuple[str, ...] = ()
     email: str | None = None
     name: str | None = None
+    username: str | None = None
 
 
 @domain_event("identity", "user.updated", aggregate="user")
@@ -71,7 +75,8 @@ class RoleRevoked(Event):
 
 @domain_event("identity", "client.registered", aggregate="client")
 class ClientRegistered(Event):
-    """An application was registered as an OAuth client of the tenant (never its secret)."""
+    """An application was registered as an OAuth client of the tenant (never its secret,
+    nor its digest: those live in the `identity_credentials` KV bucket)."""
 
     client_id: str
     tenant: str
@@ -79,6 +84,10 @@ class ClientRegistered(Event):
     redirect_uris: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     grant_types: tuple[str, ...] = ()
+    name: str | None = None
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    audiences: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
 
 
 @domain_event("identity", "login.succeeded", aggregate="user")

@@ -115,6 +115,7 @@ class User:
                 roles=tuple(user.roles),
                 email=email,
                 name=name,
+                username=username,
             )
         )
         return user
@@ -263,6 +264,10 @@ class Client:
                 redirect_uris=tuple(client.redirect_uris),
                 scopes=tuple(client.scopes),
                 grant_types=tuple(client.grant_types),
+                name=name,
+                post_logout_redirect_uris=tuple(client.post_logout_redirect_uris),
+                audiences=tuple(client.audiences),
+                roles=tuple(client.roles),
             )
         )
         return client

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 from pydantic import BaseModel
 
 from identity.adapters.keys import KeyStore
@@ -607,7 +606,7 @@ class Provider:
             header = jwt_header(token)
             if header.get("alg") != SIGNING_ALG or header.get("typ") != "at+jwt":
                 raise OAuthError("invalid_token", "not an access token of this issuer", 401)
-            keys = KeySet.import_key_set(await self.keys.public_jwks())  # type: ignore[arg-type]
+            keys = await self.keys.key_set(header.get("kid"))
             claims = jwt.decode(token, keys, algorithms=[SIGNING_ALG]).claims
         except (JoseError, ValueError) as error:
             raise OAuthError("invalid_token", f"token not valid: {error}", 401) from None
@@ -676,7 +675,7 @@ class Provider:
     async def id_token_claims(self, id_token: str) -> dict[str, Any] | None:
         """Claims of an ID token we signed, expired or not (logout hints are often old)."""
         try:
-            keys = KeySet.import_key_set(await self.keys.public_jwks())  # type: ignore[arg-type]
+            keys = await self.keys.key_set(jwt_header(id_token).get("kid"))
             return dict(jwt.decode(id_token, keys, algorithms=[SIGNING_ALG]).claims)
         except (JoseError, ValueError):
             return None

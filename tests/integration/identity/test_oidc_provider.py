@@ -650,8 +650,14 @@ async def test_key_rotation_keeps_tokens_in_flight_valid(
     new_kid = await keys.rotate()
     await nc.close()
 
-    after = await service_token(identity_dc1)
-    assert json.loads(base64.urlsafe_b64decode(after.split(".")[0] + "=="))["kid"] == new_kid
+    # Instances cache the signing key; the KV watch tells them about the rotation promptly.
+    deadline = time.monotonic() + 10
+    while True:
+        after = await service_token(identity_dc1)
+        kid = json.loads(base64.urlsafe_b64decode(after.split(".")[0] + "=="))["kid"]
+        if kid == new_kid or time.monotonic() > deadline:
+            break
+    assert kid == new_kid
     async with httpx.AsyncClient() as http:
         published = {k["kid"] for k in (await http.get(f"{identity_dc1.url}/jwks")).json()["keys"]}
     old_kid = json.loads(base64.urlsafe_b64decode(before.split(".")[0] + "=="))["kid"]
