@@ -1,0 +1,1 @@
+"""Adapters: JetStream KV stores, SMTP relays, SMS gateways, tenant callbacks."""

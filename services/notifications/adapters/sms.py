@@ -1,0 +1,63 @@
+"""SMS through HTTP gateways: one interface, a generic JSON/HTTP provider, failover.
+
+The generic provider POSTs `{"to", "text", "reference", "tenant"}` and expects 2xx with an
+optional `{"id": ...}`. 4xx (except 408/429) is a permanent refusal; 5xx, 408, 429 and
+network errors are temporary and make the next gateway try. French operators plug in as
+other classes with the same `send`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from notifications.service_layer.ports import Accepted, DeliveryError, OutgoingSms
+
+
+@dataclass
+class JsonHttpGateway:
+    name: str
+    url: str
+    token: str | None = None
+    timeout_s: float = 10.0
+
+    async def send(self, sms: OutgoingSms) -> Accepted:
+        headers = {"Idempotency-Key": sms.reference}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        body = {"to": sms.to, "text": sms.text, "reference": sms.reference, "tenant": sms.tenant}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                response = await client.post(self.url, json=body, headers=headers)
+        except httpx.HTTPError as error:
+            raise DeliveryError(
+                f"{self.name}: {type(error).__name__}", permanent=False, provider=self.name
+            ) from None
+        if response.is_success:
+            try:
+                ident = response.json().get("id")
+            except ValueError:
+                ident = None
+            return Accepted(provider=self.name, message_id=str(ident) if ident else None)
+        permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+        raise DeliveryError(
+            f"{self.name}: HTTP {response.status_code}", permanent=permanent, provider=self.name
+        )
+
+
+class FailoverSms:
+    def __init__(self, gateways: list[JsonHttpGateway]) -> None:
+        self.gateways = gateways
+
+    async def send(self, sms: OutgoingSms) -> Accepted:
+        last: DeliveryError | None = None
+        for gateway in self.gateways:
+            try:
+                return await gateway.send(sms)
+            except DeliveryError as error:
+                if error.permanent:
+                    raise
+                last = error
+        assert last is not None
+        raise last

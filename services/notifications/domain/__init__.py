@@ -1,0 +1,1 @@
+"""The pure core of notifications: no network, no files, no NATS, no FastAPI."""

@@ -1,0 +1,1 @@
+"""Use cases of notifications: route events, deliver once, erase."""

@@ -1,0 +1,41 @@
+"""The notifications service's configuration (environment prefix `MUTUALIS_`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from mutualis_kernel.config import KernelSettings
+
+
+class NotificationsSettings(KernelSettings):
+    service_name: str = "notifications"
+    http_port: int = 8004
+    issuer_url: str = "http://127.0.0.1:8001"
+    # Primary and secondary SMTP relays (failover). Empty secondary: none.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_secondary_host: str | None = None
+    smtp_secondary_port: int = 25
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle trusted for STARTTLS (a dev CA in tests)."
+    )
+    smtp_timeout_s: float = 10.0
+    mail_from: str = "ne-pas-repondre@mutualis.example"
+    # SMS gateways (generic JSON/HTTP), primary then secondary.
+    sms_gateway_url: str = "http://127.0.0.1:8026/sms"
+    sms_secondary_gateway_url: str | None = None
+    sms_gateway_token: SecretStr | None = None
+    # Delivery behaviour.
+    max_attempts: int = 5
+    retry_first_delay_s: float = 1.0
+    retry_max_delay_s: float = 300.0
+    #: How long a claimed attempt is presumed alive; past it, an entry still `sending` is
+    #: resolved without a second send (see docs/notifications.md).
+    sending_lease_s: float = 60.0
+    delivery_ack_wait_s: float = 90.0
+    rate_per_s: float = 50.0
+    rate_burst: float = 100.0
+    callback_timeout_s: float = 5.0
