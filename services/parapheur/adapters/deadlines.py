@@ -61,6 +61,9 @@ class NatsDeadlines:
         # Schedules have a one-second resolution; one in the past would never fire.
         earliest = datetime.now(UTC) + timedelta(seconds=1)
         when = max(at.astimezone(UTC), earliest)
+        # Round up: firing a fraction of a second early would find the folder not yet due.
+        if when.microsecond:
+            when = when.replace(microsecond=0) + timedelta(seconds=1)
         stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         await publish_raw(
             self._js,

@@ -12,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from identity.manifest import MANIFEST as IDENTITY_MANIFEST
 from mutualis_kernel.auth import LOA_SUBSTANTIAL
 from mutualis_kernel.runner import Platform, Wiring, open_platform
 from mutualis_kernel.runtime import LocalCluster
+from mutualis_kernel.streams import apply_resources
 from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.issuer import TestIssuer
 from mutualis_trust.identities import SigningIdentities
@@ -25,6 +27,8 @@ from parapheur.bootstrap import wire
 from parapheur.manifest import MANIFEST
 from parapheur.service_layer.ports import DocumentSigner
 from parapheur.settings import ParapheurSettings
+
+MAX_DOCUMENT_BYTES = 2_000_000
 
 ARRETE = {
     "id": "arrete",
@@ -128,6 +132,7 @@ def settings_for(cluster: LocalCluster, work_dir: Path) -> ParapheurSettings:
         stream_replicas=3,
         work_dir=work_dir,
         reminder_before_s=1.0,
+        max_document_bytes=MAX_DOCUMENT_BYTES,
         log_level="WARNING",
     )
 
@@ -137,6 +142,8 @@ async def running_parapheur(
     cluster: LocalCluster, issuer: TestIssuer, signer: DocumentSigner | None, work_dir: Path
 ) -> AsyncIterator[Parapheur]:
     platform = await open_platform(settings_for(cluster, work_dir), MANIFEST)
+    # identity's stream, whose user.erased events the parapheur follows.
+    await apply_resources(platform.js, IDENTITY_MANIFEST.resources, 3)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:

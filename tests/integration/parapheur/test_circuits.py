@@ -63,7 +63,7 @@ async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
         "folder.completed",
     ]
     proof = (await parapheur.http.get(f"/v1/folders/{folder}/proof", headers=sam)).json()
-    by_delegation = [e for e in proof["history"] if e["event"] == "step.signed"][0]
+    by_delegation = next(e for e in proof["history"] if e["event"] == "step.signed")
     assert (by_delegation["actor"], by_delegation["on_behalf_of"]) == ("alice", "bob")
     assert [s["kind"] for s in proof["signatures"]] == ["signature", "seal"]
     page = await parapheur.http.get(f"/v1/folders/{folder}/proof.html", headers=sam)
