@@ -376,3 +376,30 @@ def test_a_missing_or_wrong_value_fails_with_a_clear_message(
             *values_args([], sets),
         )
     assert message in failure.value.stderr
+
+
+def test_the_install_notes_tell_the_operator_what_to_check_next(helm: Path, chart: Path) -> None:
+    out = run_helm(
+        helm,
+        "install",
+        "mutualis",
+        str(chart),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        *values_args(THREE_ZONES, ["services.notifications.enabled=false"]),
+    )
+    notes = out[out.index("NOTES:") :]
+    assert "mutualis k8s status --namespace mutualis --release mutualis" in notes
+    for secret in (
+        "mutualis-identity-keys",
+        "mutualis-signing-pins",
+        "mutualis-smtp",
+        "mutualis-nats-credentials",
+        "mutualis-nats-ca",
+        "mutualis-tls",
+    ):
+        assert secret in notes, secret
+    assert "https://login.mutualis.example/" in notes
+    assert "notifications.mutualis.example" not in notes, "a disabled service has no endpoint"
+    assert "docs/deploy.md" in notes
