@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -40,7 +40,7 @@ from mutualis_cli.supervisor import (
     stop_processes,
 )
 from mutualis_cli.supervisor import wait_ready as wait_service_ready
-from mutualis_cli.wiring import with_shared_environment
+from mutualis_cli.wiring import trust_launches, with_shared_environment
 from mutualis_kernel.runtime import LocalCluster, PortInUse, Topology
 from mutualis_kernel.runtime.process import port_is_free
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS
@@ -84,8 +84,21 @@ class UpOptions:
         )
 
 
-def plan_services(
+def plan_platform(
     options: UpOptions, topology: Topology, manifests: Sequence[ServiceManifest]
+) -> list[ServiceLaunch]:
+    """Auxiliary processes (the dev timestamp authority), then every service instance."""
+    if options.no_services:
+        return []
+    auxiliaries, trust_env = trust_launches(options, topology.run_dir)
+    return [*auxiliaries, *plan_services(options, topology, manifests, trust_env)]
+
+
+def plan_services(
+    options: UpOptions,
+    topology: Topology,
+    manifests: Sequence[ServiceManifest],
+    shared: Mapping[str, str] | None = None,
 ) -> list[ServiceLaunch]:
     """Every service instance to start, in start order, with its port and NATS URLs.
 
@@ -112,7 +125,7 @@ def plan_services(
                     data_dir=run_dir / "services" / label,
                 )
             )
-    return with_shared_environment(run_dir, launches)
+    return with_shared_environment(launches, shared or {})
 
 
 def check_ports(cluster: LocalCluster, launches: Sequence[ServiceLaunch]) -> None:
@@ -147,7 +160,7 @@ def start_platform(
     topology = options.topology()
     refuse_if_running(options.run_dir)
     cluster = LocalCluster(topology)
-    launches = plan_services(options, topology, manifests)
+    launches = plan_platform(options, topology, manifests)
     check_ports(cluster, launches)
     state = RunState(
         run_dir=str(options.run_dir),
@@ -195,11 +208,17 @@ def start_platform(
                         url=launch.url,
                         pid=pid,
                         log_path=str(launch.log_path),
+                        ready_path=launch.ready_path,
                     )
                 )
                 save_state(state)
                 wait_service_ready(
-                    launch.label, launch.url, pid, launch.log_path, options.start_timeout_s
+                    launch.label,
+                    launch.url,
+                    pid,
+                    launch.log_path,
+                    options.start_timeout_s,
+                    launch.ready_path,
                 )
                 console.print(f"[green]✓[/] {launch.label} ready at {launch.url}")
     except BaseException:
@@ -247,7 +266,11 @@ def placement_table(state: RunState) -> Table:
         )
     for service in state.services:
         table.add_row(
-            service.datacenter, service.name, service.url, "/readyz", str(service.pid or "-")
+            service.datacenter,
+            service.name,
+            service.url,
+            service.ready_path,
+            str(service.pid or "-"),
         )
     return table
 

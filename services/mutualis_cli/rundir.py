@@ -41,6 +41,7 @@ class ServiceState(BaseModel):
     url: str
     pid: int | None = None
     log_path: str
+    ready_path: str = "/readyz"
 
     @property
     def label(self) -> str:

@@ -163,7 +163,7 @@ async def _meta_leader(http: httpx.AsyncClient, state: RunState) -> str | None:
 
 async def _service(http: httpx.AsyncClient, service: ServiceState) -> ServiceStatus:
     try:
-        ready = (await http.get(f"{service.url}/readyz")).status_code == 200
+        ready = (await http.get(f"{service.url}{service.ready_path}")).status_code == 200
     except httpx.HTTPError:
         ready = False
     return ServiceStatus(

@@ -119,6 +119,11 @@ class ServiceLaunch:
     host: str = "127.0.0.1"
     #: Settings shared across the platform (issuer, timestamp authority, mail relay…).
     shared_env: Mapping[str, str] = field(default_factory=dict)
+    #: What to run with `python -m` (default: the service's package) and its arguments.
+    module: str | None = None
+    args: tuple[str, ...] = ()
+    #: The path that answers 200 once the instance can serve.
+    ready_path: str = "/readyz"
 
     @property
     def label(self) -> str:
@@ -151,7 +156,7 @@ class ServiceLaunch:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", self.name],
+                [sys.executable, "-m", self.module or self.name, *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -165,25 +170,27 @@ class ServiceNotReady(RuntimeError):
     pass
 
 
-def ready(url: str, timeout: float = 1.0) -> bool:
+def ready(url: str, timeout: float = 1.0, path: str = "/readyz") -> bool:
     try:
-        response = httpx.get(f"{url}/readyz", timeout=timeout)
+        response = httpx.get(f"{url}{path}", timeout=timeout)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
 
 
-def wait_ready(label: str, url: str, pid: int, log_path: Path, timeout: float) -> None:
+def wait_ready(
+    label: str, url: str, pid: int, log_path: Path, timeout: float, path: str = "/readyz"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process_alive(pid):
             raise ServiceNotReady(
                 f"{label} exited during start; last lines of {log_path}:\n" + tail_lines(log_path)
             )
-        if ready(url, timeout=0.5):
+        if ready(url, timeout=0.5, path=path):
             return
         time.sleep(0.1)
-    raise ServiceNotReady(f"{label} not ready at {url}/readyz after {timeout:.0f}s; see {log_path}")
+    raise ServiceNotReady(f"{label} not ready at {url}{path} after {timeout:.0f}s; see {log_path}")
 
 
 def tail_lines(path: Path, count: int = 20) -> str:

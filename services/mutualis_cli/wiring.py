@@ -1,22 +1,88 @@
 """How the locally started services find each other: the settings they share.
 
 In a deployment these come from Helm values; here `mutualis up` derives them from the ports it
-chose, so identity's issuer URL, the timestamp authority and the mail sinks line up.
+chose, so identity's issuer URL, the timestamp authority, the signing token and the mail sinks
+line up. It also prepares the development trust anchors once per run directory: a dev PKI, a
+SoftHSM token (when SoftHSM is installed) and an RFC 3161 timestamp authority process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 from mutualis_cli.supervisor import ServiceLaunch
 
+if TYPE_CHECKING:
+    from mutualis_cli.platform import UpOptions
+
 #: Development-only secrets: the kernel refuses such values outside dev mode.
 DEV_KEY_ENCRYPTION_SECRET = "dev-only-identity-key-encryption"  # noqa: S105 - dev mode only
+DEV_TOKEN_LABEL = "mutualis"  # noqa: S105 - a label, not a secret
+DEV_TOKEN_PIN = "dev-only-1234"  # noqa: S105 - a SoftHSM token made for this run dir
+DEV_TOKEN_SO_PIN = "dev-only-so-5678"  # noqa: S105
+#: Offsets from --port-base-services (8001): the TSA lands on 8318 by default.
+TSA_PORT_OFFSET = 317
+
+console = Console(stderr=True, highlight=False)
 
 
-def shared_environment(run_dir: Path, launches: Sequence[ServiceLaunch]) -> dict[str, str]:
+def trust_available() -> bool:
+    return importlib.util.find_spec("mutualis_trust") is not None and bool(shutil.which("openssl"))
+
+
+def trust_launches(options: UpOptions, run_dir: Path) -> tuple[list[ServiceLaunch], dict[str, str]]:
+    """The dev TSA process and the settings pointing signers and sealers at the trust anchors."""
+    if not trust_available():
+        return [], {}
+    from mutualis_trust.pkcs11 import SoftHsm, softhsm_available
+    from mutualis_trust.pki import DevPki
+
+    pki_dir = run_dir / "pki"
+    pki = DevPki.load_or_create(pki_dir)
+    port = options.port_base_services + TSA_PORT_OFFSET
+    tsa = ServiceLaunch(
+        name="tsa",
+        datacenter="dc1",
+        port=port,
+        nats_urls=[],
+        replicas=0,
+        log_path=run_dir / "logs" / "tsa@dc1.log",
+        data_dir=run_dir / "services" / "tsa@dc1",
+        module="mutualis_trust.tsa",
+        args=("--dir", str(pki_dir), "--port", str(port)),
+        ready_path="/healthz",
+    )
+    env = {
+        "MUTUALIS_PKI_DIR": str(pki_dir),
+        "MUTUALIS_TSA_URL": f"{tsa.url}/tsa",
+        "MUTUALIS_TSA_CA_FILE": str(pki.ca_pem_path),
+    }
+    if softhsm_available():
+        token = SoftHsm.provision(run_dir / "hsm", DEV_TOKEN_LABEL, DEV_TOKEN_PIN, DEV_TOKEN_SO_PIN)
+        env.update(
+            {
+                "MUTUALIS_PKCS11_MODULE": str(token.module_path),
+                "MUTUALIS_PKCS11_TOKEN_LABEL": token.token_label,
+                "MUTUALIS_PKCS11_PIN": DEV_TOKEN_PIN,
+                "MUTUALIS_SOFTHSM2_CONF": str(token.softhsm2_conf or ""),
+            }
+        )
+    else:
+        console.print(
+            "[yellow]![/] SoftHSM is not installed: signatures use the dev-mode software "
+            "fallback (install softhsm2, or run `make up` as root)"
+        )
+    return [tsa], env
+
+
+def shared_environment(launches: Sequence[ServiceLaunch]) -> dict[str, str]:
     env: dict[str, str] = {}
     identity = next((launch for launch in launches if launch.name == "identity"), None)
     if identity is not None:
@@ -29,7 +95,18 @@ def shared_environment(run_dir: Path, launches: Sequence[ServiceLaunch]) -> dict
 
 
 def with_shared_environment(
-    run_dir: Path, launches: Sequence[ServiceLaunch]
+    launches: Sequence[ServiceLaunch], shared: Mapping[str, str]
 ) -> list[ServiceLaunch]:
-    env = shared_environment(run_dir, launches)
-    return [replace(launch, shared_env={**env, **launch.shared_env}) for launch in launches]
+    """Every service with the shared settings and a work directory of its own."""
+    env = {**shared, **shared_environment(launches)}
+    return [
+        replace(
+            launch,
+            shared_env={
+                **env,
+                "MUTUALIS_WORK_DIR": str(launch.data_dir / "work"),
+                **launch.shared_env,
+            },
+        )
+        for launch in launches
+    ]

@@ -39,6 +39,8 @@ class Ports:
             str(self.cluster),
             "--port-base-services",
             str(self.services),
+            # The platform's own services have tests of their own; these are about NATS.
+            "--no-services",
         ]
 
 

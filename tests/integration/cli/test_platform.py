@@ -106,10 +106,9 @@ def test_single_runs_one_node_with_streams_of_one_replica(
     report = json.loads(cli.invoke(app, ["status", "--run-dir", str(run_dir), "--json"]).stdout)
 
     assert [n["name"] for n in report["nodes"]] == ["dc1-n1"]
-    assert {s["name"]: s["replicas"] for s in report["streams"]} == {
-        "DEAD_LETTERS": 1,
-        "REPLAYS": 1,
-    }
+    replicas = {s["name"]: s["replicas"] for s in report["streams"]}
+    assert {"DEAD_LETTERS", "REPLAYS"} <= set(replicas)
+    assert set(replicas.values()) == {1}
 
 
 def test_reset_stops_everything_and_deletes_the_data(

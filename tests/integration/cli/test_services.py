@@ -41,12 +41,13 @@ def test_ha_starts_one_instance_per_datacenter_each_preferring_its_own_node(
         options(run_dir, ports, ha=True), [clidemo], Console(file=output)
     )
 
-    assert [(s.datacenter, s.port) for s in state.services] == [
+    instances = [s for s in state.services if s.name == "clidemo"]
+    assert [(s.datacenter, s.port) for s in instances] == [
         ("dc1", ports.services),
         ("dc2", ports.services + 10),
         ("dc3", ports.services + 20),
     ]
-    for service, node in zip(state.services, state.nodes, strict=True):
+    for service, node in zip(instances, state.nodes, strict=True):
         settings = httpx.get(f"{service.url}/readyz").json()
         assert settings["MUTUALIS_DATACENTER"] == service.datacenter
         assert settings["MUTUALIS_SERVICE_NAME"] == "clidemo"
@@ -56,7 +57,9 @@ def test_ha_starts_one_instance_per_datacenter_each_preferring_its_own_node(
     assert "clidemo@dc2 ready" in output.getvalue()
 
     report = json.loads(cli.invoke(app, ["status", "--run-dir", str(run_dir), "--json"]).stdout)
-    assert [(s["datacenter"], s["ready"]) for s in report["services"]] == [
+    assert [
+        (s["datacenter"], s["ready"]) for s in report["services"] if s["name"] == "clidemo"
+    ] == [
         ("dc1", True),
         ("dc2", True),
         ("dc3", True),
@@ -65,7 +68,7 @@ def test_ha_starts_one_instance_per_datacenter_each_preferring_its_own_node(
     assert cli.invoke(app, ["down", "--run-dir", str(run_dir)]).exit_code == 0
     assert not any(process_alive(s.pid) for s in state.services if s.pid)
     # SIGTERM let each instance stop on its own: the log says so
-    log = Path(state.services[1].log_path).read_text()
+    log = Path(instances[1].log_path).read_text()
     assert "clidemo listening in dc2" in log
     assert "clidemo stopped" in log
 
