@@ -5,6 +5,7 @@
 #   poppler-utils   pdfsig, the independent PDF signature verifier
 #   libnss3-tools   certutil, to build the NSS trust database pdfsig reads
 #   openssl         the development RFC 3161 timestamp authority (`openssl ts`)
+#   prometheus      promtool, which checks and unit-tests the alert rules in infra/prometheus
 #
 # Idempotent: installs only what is missing. Runs apt-get only as root; otherwise it prints
 # the command to run and exits 0, so `make test` still works (the tests needing these skip).
@@ -17,17 +18,18 @@ declare -A PROBE=(
   [poppler-utils]=pdfsig
   [libnss3-tools]=certutil
   [openssl]=openssl
+  [prometheus]=promtool
 )
 
 missing=()
-for pkg in softhsm2 opensc poppler-utils libnss3-tools openssl; do
+for pkg in softhsm2 opensc poppler-utils libnss3-tools openssl prometheus; do
   if ! command -v "${PROBE[$pkg]}" >/dev/null 2>&1; then
     missing+=("$pkg")
   fi
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "system deps: all present (softhsm2 opensc poppler-utils libnss3-tools openssl)"
+  echo "system deps: all present (softhsm2 opensc poppler-utils libnss3-tools openssl prometheus)"
   exit 0
 fi
 

@@ -37,6 +37,10 @@ class StreamSpec:
     retention: Literal["limits", "workqueue", "interest"] = "limits"
     allow_msg_ttl: bool = False
     max_msg_size: int = 1024 * 1024
+    #: For append-only evidence (an archive journal): the server itself refuses deleting a
+    #: message or purging the stream, whoever asks.
+    deny_delete: bool = False
+    deny_purge: bool = False
 
     def config(self, replicas: int) -> StreamConfig:
         return StreamConfig(
@@ -52,6 +56,8 @@ class StreamSpec:
             discard=DiscardPolicy.OLD,
             allow_direct=True,
             allow_msg_ttl=self.allow_msg_ttl or None,
+            deny_delete=self.deny_delete,
+            deny_purge=self.deny_purge,
         )
 
 
@@ -192,6 +198,8 @@ _COMPARED = (
     "duplicate_window",
     "max_msg_size",
     "max_msgs_per_subject",
+    "deny_delete",
+    "deny_purge",
 )
 
 

@@ -73,6 +73,7 @@ class EventConsumer:
         self._fetch_timeout_s = fetch_timeout_s
         self._span_names: dict[str, str] = {}
         self._metric_attributes = {"messaging.consumer.group.name": spec.durable}
+        self._per_type_attributes: dict[str, dict[str, str]] = {}
         self.ready = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -227,9 +228,18 @@ class EventConsumer:
                 await self._failed(message, subject, dict(headers), error, deliveries)
                 return
             finally:
-                _handler_duration.record(time.perf_counter() - started, self._metric_attributes)
+                _handler_duration.record(
+                    time.perf_counter() - started, self._attributes_for(envelope.type)
+                )
             await message.ack()
-        _consumed.add(1, self._metric_attributes)
+        _consumed.add(1, self._attributes_for(envelope.type))
+
+    def _attributes_for(self, type_name: str) -> dict[str, str]:
+        attributes = self._per_type_attributes.get(type_name)
+        if attributes is None:
+            attributes = {**self._metric_attributes, "event.type": type_name}
+            self._per_type_attributes[type_name] = attributes
+        return attributes
 
     def _span_name(self, type_name: str) -> str:
         # "process parapheur.folder.submitted": the event type is the destination template.
