@@ -1,9 +1,11 @@
 """The notifications API: send, templates, routes, settings, preferences, inbox (+SSE), status.
 
+No `from __future__ import annotations` here: the per-app `Annotated` dependency aliases
+are local names FastAPI must resolve when each route is declared.
+
 Routes parse, check the tenant wall, call the service layer and map domain errors to 4xx.
 """
 
-from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator

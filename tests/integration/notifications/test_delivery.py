@@ -68,8 +68,10 @@ async def test_an_assigned_step_emails_the_actor_with_the_right_template_and_fil
             subjects = sorted(m["subject"] for m in got)
             assert "Un dossier attend votre action" in subjects
             step = next(m for m in got if m["subject"] == "Un dossier attend votre action")
-            assert "f-1" in step["text"] and "Mérignac" in step["text"]
-            assert step["html"] and "Mérignac" in step["html"]
+            assert "f-1" in step["text"]
+            assert "Mérignac" in step["text"]
+            assert step["html"]
+            assert "Mérignac" in step["html"]
             items = await eventually(
                 lambda: run.deps.stores.inbox_items(TENANT, "u-marie"), what="inbox item"
             )
