@@ -219,13 +219,15 @@ def test_no_secret_value_is_ever_rendered(case: Any) -> None:
     for deployment in objects(docs, "Deployment"):
         for container in containers(deployment):
             for variable in container.get("env", []):
-                sensitive = any(w in variable["name"] for w in ("SECRET", "PASSWORD", "PIN"))
+                sensitive = any(
+                    w in variable["name"] for w in ("SECRET", "PASSWORD", "PIN", "TOKEN")
+                )
                 if sensitive:
                     assert "value" not in variable, variable["name"]
                     assert "secretKeyRef" in variable["valueFrom"], variable["name"]
     for config in objects(docs, "ConfigMap"):
         for key in config["data"]:
-            assert not any(w in key for w in ("SECRET", "PASSWORD", "_PIN")), key
+            assert not any(w in key for w in ("SECRET", "PASSWORD", "_PIN", "_TOKEN")), key
 
 
 def test_every_pod_knows_its_nats_zone_tenants_and_telemetry(case: Any) -> None:
@@ -321,7 +323,7 @@ def test_the_pkcs11_module_is_mounted_into_the_services_that_sign(render: Render
         service = service_of(deployment)
         mounts = {m["name"] for m in containers(deployment)[0]["volumeMounts"]}
         config = config_of(docs, service)
-        signs = service in ("parapheur", "archive")
+        signs = service == "parapheur"
         assert ("pkcs11" in mounts) is signs
         assert ("MUTUALIS_PKCS11_MODULE" in config) is signs
 
@@ -403,3 +405,30 @@ def test_the_install_notes_tell_the_operator_what_to_check_next(helm: Path, char
     assert "https://login.mutualis.example/" in notes
     assert "notifications.mutualis.example" not in notes, "a disabled service has no endpoint"
     assert "docs/deploy.md" in notes
+
+
+def test_a_ca_bundle_can_be_mounted_into_one_service(render: Render, tmp_path: Path) -> None:
+    extra = tmp_path / "tsa.yaml"
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "services": {
+                    "archive": {
+                        "extraVolumes": [{"name": "tsa-ca", "configMap": {"name": "tsa-ca"}}],
+                        "extraVolumeMounts": [
+                            {"name": "tsa-ca", "mountPath": "/etc/mutualis/tsa", "readOnly": True}
+                        ],
+                        "extraEnv": {"MUTUALIS_TSA_CA_FILE": "/etc/mutualis/tsa/ca.pem"},
+                    }
+                }
+            }
+        )
+    )
+    docs = render([str(extra)], [ISSUER])
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    [archive] = [d for d in objects(docs, "Deployment") if service_of(d) == "archive"]
+    assert "tsa-ca" in {v["name"] for v in archive["spec"]["template"]["spec"]["volumes"]}
+    config = config_of(docs, "archive")
+    assert config["MUTUALIS_TSA_CA_FILE"] == "/etc/mutualis/tsa/ca.pem"
+    assert config["MUTUALIS_WORK_DIR"] == "/tmp/archive", "the chart's own extraEnv is kept"

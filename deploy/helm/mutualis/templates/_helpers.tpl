@@ -307,6 +307,9 @@ spec:
             {{- if and $root.Values.pkcs11.enabled $svc.pkcs11 }}
             - {name: pkcs11, mountPath: {{ $root.Values.pkcs11.mountPath }}, readOnly: true}
             {{- end }}
+            {{- with $svc.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir: {sizeLimit: {{ $svc.tmpSizeLimit }}}
@@ -329,6 +332,9 @@ spec:
         {{- if and $root.Values.pkcs11.enabled $svc.pkcs11 }}
         - name: pkcs11
           {{- toYaml $root.Values.pkcs11.volume | nindent 10 }}
+        {{- end }}
+        {{- with $svc.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
         {{- end }}
 {{- end -}}
 
