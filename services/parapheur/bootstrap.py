@@ -157,6 +157,15 @@ def build_app(
     return app
 
 
+def board_readiness(board: TaskBoard) -> Callable[[], Awaitable[str | None]]:
+    """Not ready until the task board has replayed the stream: tasks would look missing."""
+
+    async def check() -> str | None:
+        return None if board.caught_up else "task board still replaying PARAPHEUR_EVENTS"
+
+    return check
+
+
 def erasure_consumers(
     platform: Platform, erasures: KeyValueErasures, board: TaskBoard
 ) -> list[EventConsumer]:

@@ -66,6 +66,7 @@ class TrustSigner:
                         reason=request.reason,
                         location=request.location,
                         visible_stamp=self._visible,
+                        trust_roots=[self._identities.pki.ca_pem_path],
                     )
                 except (PadesError, InvalidPdf) as error:
                     raise SigningFailed(str(error)) from None

@@ -39,6 +39,7 @@ ARRETE = {
         {"kind": "seal"},
     ],
 }
+SEAL_ONLY = {"id": "sceau", "name": "Certificat", "steps": [{"kind": "seal"}]}
 VISA_ONLY = {
     "id": "note",
     "name": "Note interne",

@@ -6,10 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mutualis_kernel.runtime import LocalCluster
+from mutualis_kernel.tenants import default_tenants
+from mutualis_kernel.testing.issuer import TestIssuer
+from mutualis_trust.identities import SigningIdentities
 from mutualis_trust.pades import pdfsig_available, pdfsig_verify, validate_pdf
+from mutualis_trust.pkcs11 import Token
 from mutualis_trust.testing import TrustEnv
+from parapheur.adapters.signing import TrustSigner
 
-from .conftest import Parapheur, eventually
+from .conftest import SEAL_ONLY, Parapheur, eventually, running_parapheur
 
 
 async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
@@ -85,3 +91,38 @@ async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
         checked = pdfsig_verify(final, trust_env.pki.ca_pem_path)
         assert len(checked.signatures) == 2
         assert checked.all_valid_and_trusted, checked.output
+
+
+async def test_signatures_are_pades_b_lta_when_configured(
+    nats_cluster: LocalCluster, issuer: TestIssuer, trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    token = Token.connect(trust_env.token)
+    signer = TrustSigner(
+        SigningIdentities(trust_env.pki, token),
+        default_tenants(),
+        tsa_url=trust_env.tsa_url,
+        level="B-LTA",
+    )
+    try:
+        async with running_parapheur(nats_cluster, issuer, signer, tmp_path) as parapheur:
+            await parapheur.circuit(SEAL_ONLY)
+            submitted = await parapheur.submit(parapheur.agent("sam"), circuit_id="sceau")
+            assert submitted.json()["status"] == "signed", submitted.text
+            folder = submitted.json()["id"]
+            proof = (
+                await parapheur.http.get(
+                    f"/v1/folders/{folder}/proof", headers=parapheur.agent("sam")
+                )
+            ).json()
+            assert proof["signatures"][0]["level"] == "B-LTA"
+            download = await parapheur.http.get(
+                f"/v1/folders/{folder}/document", headers=parapheur.agent("sam")
+            )
+            final = tmp_path / "sealed.pdf"
+            final.write_bytes(download.content)
+            report = await validate_pdf(final, [trust_env.pki.ca_pem_path])
+            assert report.all_ok, report
+            ready = await parapheur.http.get("/readyz")
+            assert ready.status_code == 200, ready.text
+    finally:
+        token.close()
