@@ -44,7 +44,7 @@ CMD ["--help"]
 # watchfiles restarts `mutualis serve <service>` when a Python file changes.
 FROM runtime AS dev
 USER root
-RUN /opt/mutualis/bin/pip install --no-cache-dir watchfiles==1.1.0
+RUN /opt/mutualis/bin/pip install --no-cache-dir watchfiles==1.3.0
 COPY --chown=10001:10001 libs/ /app/libs/
 COPY --chown=10001:10001 services/ /app/services/
 ENV PYTHONPATH=/app/libs:/app/services

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import subprocess
@@ -59,7 +60,10 @@ def server_config(
     name = f"{RELEASE}-nats"
     cluster = config["cluster"]
     replicas = int(cluster["replicas"])
-    route_port = lambda i: ports.get(f"cluster{i}", 6222)  # noqa: E731
+
+    def route_port(index: int) -> int:
+        return ports.get(f"cluster{index}", 6222)
+
     routes = [
         f"nats://{host or f'{name}-{i}.{name}-headless'}:{route_port(i)}" for i in range(replicas)
     ]
@@ -184,7 +188,7 @@ async def servers_in(zones: tuple[str, ...], tmp_path: Path) -> AsyncIterator[Cl
         monitors = [f"http://127.0.0.1:{ports[f'monitor{i}']}" for i in range(3)]
         async with httpx.AsyncClient() as client:
             for monitor in monitors:
-                await until(lambda m=monitor: healthy(client, m))
+                await until(functools.partial(healthy, client, monitor))
         yield Cluster([f"nats://127.0.0.1:{ports[f'client{i}']}" for i in range(3)], monitors)
     finally:
         for process in processes:
