@@ -10,6 +10,7 @@ same username. Key names are digests or generated ids: nothing personal appears 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -233,9 +234,18 @@ class UserRepository:
 
 
 class ClientRepository:
-    def __init__(self, bucket: Bucket, credentials: Credentials) -> None:
+    """Clients as projected from the stream, joined with their secret digest.
+
+    Every token request authenticates its client, so found clients are kept in memory for
+    `cache_ttl_s` (a client registered once never changes today; when clients can be
+    changed or disabled, their events must drop this cache, e.g. through a KV watch).
+    """
+
+    def __init__(self, bucket: Bucket, credentials: Credentials, cache_ttl_s: float = 10.0):
         self.bucket = bucket
         self.credentials = credentials
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: dict[str, tuple[float, Client]] = {}
 
     async def doc(self, client_id: str) -> Doc | None:
         if not client_id or not _safe_key(client_id):
@@ -244,12 +254,19 @@ class ClientRepository:
         return found[0] if found else None
 
     async def find(self, client_id: str) -> Client | None:
+        cached = self._cache.get(client_id)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_ttl_s:
+            return dataclasses.replace(cached[1], pending_events=[])
         doc = await self.doc(client_id)
         if doc is None:
             return None
         secret = await self.credentials.client(client_id)
         fields = {k: v for k, v in doc.items() if k != "seq"}
-        return Client(**fields, secret_hash=secret[0].get("secret_hash") if secret else None)
+        client = Client(**fields, secret_hash=secret[0].get("secret_hash") if secret else None)
+        if len(self._cache) > 10_000:
+            self._cache.clear()  # bounded: ids come from requests
+        self._cache[client_id] = (time.monotonic(), client)
+        return dataclasses.replace(client, pending_events=[])
 
     async def reserve(
         self,

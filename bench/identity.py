@@ -1,0 +1,219 @@
+"""Identity: password logins/s and client-credential grants/s on one uvicorn worker.
+
+A real `python -m identity` (one process, one event loop, dev seed) runs on its own 3-DC
+cluster; httpx drives its HTTP endpoints with 8 requests in flight. A password login is
+what a browser does: GET /authorize (a pending request) then POST /login (argon2id verify,
+session, code, `login.succeeded` event) up to the 303. A client-credential grant is a
+POST /token with HTTP Basic. "Per core" divides by the CPU seconds the server process used
+in the window (from /proc), so the figure does not depend on what the load generator costs.
+The raw argon2id verify rate with the server's parameters is measured in the same run, on
+one core, while the server is idle. Reference (Keycloak sizing, argon2id): 15 logins/s/vCPU,
+120-240 client-credential grants/s/vCPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from bench.harness import latency_summary_ms, ratio, three_datacenters
+from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_REDIRECT_URI
+from identity.domain.security import PasswordPolicy, Passwords, pkce_s256
+from identity.settings import IdentitySettings
+from mutualis_kernel.runtime import LocalCluster
+from mutualis_kernel.tenants import default_tenants
+from mutualis_kernel.testing.ports import free_port_block
+
+CONCURRENCY = 8
+KEYCLOAK_LOGINS_PER_VCPU = 15.0
+KEYCLOAK_CLIENT_CREDENTIALS_PER_VCPU = (120.0, 240.0)
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def start_server(cluster: LocalCluster) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port_block(1)
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "MUTUALIS_DEV_MODE": "true",
+        "MUTUALIS_NATS_URLS": json.dumps(cluster.urls_for("dc1")),
+        "MUTUALIS_HTTP_PORT": str(port),
+        "MUTUALIS_ISSUER": url,
+        "MUTUALIS_DATACENTER": "dc1",
+        "MUTUALIS_STREAM_REPLICAS": "3",
+        "MUTUALIS_KEY_ENCRYPTION_SECRET": "bench-key-secret",
+        "MUTUALIS_LOG_LEVEL": "WARNING",
+        "OTEL_SDK_DISABLED": "true",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "identity"], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"identity exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/.well-known/openid-configuration", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("identity did not start in time")
+
+
+def raw_hash_rate(seconds: float) -> dict[str, Any]:
+    """argon2id verifications/s on one core with the server's default parameters."""
+    defaults = IdentitySettings.model_fields  # the server runs with these (no override)
+    policy = PasswordPolicy(
+        memory_kib=defaults["argon2_memory_kib"].default,
+        time_cost=defaults["argon2_time_cost"].default,
+        parallelism=defaults["argon2_parallelism"].default,
+    )
+    passwords = Passwords(policy)
+    stored = passwords.hash(DEMO_PASSWORD)
+    # Per CPU second of this thread, like the server figures: the 2 cores are shared.
+    count, started, cpu = 0, time.perf_counter(), time.thread_time()
+    while time.perf_counter() - started < seconds:
+        assert passwords.verify(stored, DEMO_PASSWORD)
+        count += 1
+    elapsed = time.thread_time() - cpu
+    return {
+        "argon2id": {
+            "memory_kib": policy.memory_kib,
+            "time_cost": policy.time_cost,
+            "parallelism": policy.parallelism,
+        },
+        "verifications_per_s": round(count / elapsed, 2),
+    }
+
+
+async def drive(
+    pid: int, seconds: float, one: Callable[[httpx.AsyncClient, int], Awaitable[None]]
+) -> dict[str, Any]:
+    """Run `one` from CONCURRENCY workers for `seconds`; rate, latency, server CPU."""
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_connections=CONCURRENCY * 2)
+    ) as http:
+        await asyncio.gather(*(one(http, i) for i in range(CONCURRENCY)))  # warm up
+        cpu_before, started = cpu_seconds(pid), time.perf_counter()
+        deadline = started + seconds
+
+        async def worker(index: int) -> None:
+            nonlocal errors
+            n = index
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    await one(http, n)
+                    latencies.append(time.perf_counter() - t0)
+                except (httpx.HTTPError, AssertionError):
+                    errors += 1
+                n += CONCURRENCY
+
+        await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pid) - cpu_before
+    done = len(latencies)
+    return {
+        "completed": done,
+        "errors": errors,
+        "per_s": round(done / elapsed, 2),
+        "server_cpu_s": round(cpu, 3),
+        "per_server_core_s": round(done / cpu, 2) if cpu else float("nan"),
+        **latency_summary_ms(latencies),
+    }
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    seconds = 4.0 if quick else 15.0
+    usernames = [f"agent.{t.slug}" for t in default_tenants().tenants]
+    challenge = pkce_s256("bench-verifier-" + "x" * 40)
+    with three_datacenters() as cluster:
+        process, url = start_server(cluster)
+        try:
+            raw = raw_hash_rate(seconds / 2)
+
+            async def login(http: httpx.AsyncClient, n: int) -> None:
+                page = await http.get(
+                    f"{url}/authorize",
+                    params={
+                        "response_type": "code",
+                        "client_id": DEMO_CLIENT_ID,
+                        "redirect_uri": DEMO_REDIRECT_URI,
+                        "scope": "openid",
+                        "state": str(n),
+                        "code_challenge": challenge,
+                        "code_challenge_method": "S256",
+                        "prompt": "login",  # the client keeps cookies: always log in
+                    },
+                )
+                found = re.search(r'name="request" value="([^"]+)"', page.text)
+                assert found is not None, page.status_code
+                answer = await http.post(
+                    f"{url}/login",
+                    data={
+                        "request": found.group(1),
+                        "username": usernames[n % len(usernames)],
+                        "password": DEMO_PASSWORD,
+                    },
+                )
+                assert answer.status_code == 303, answer.status_code
+
+            async def grant(http: httpx.AsyncClient, n: int) -> None:
+                answer = await http.post(
+                    f"{url}/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=("svc-parapheur", "dev-parapheur-client-secret"),
+                )
+                assert answer.status_code == 200, answer.status_code
+
+            logins = await drive(process.pid, seconds, login)
+            grants = await drive(process.pid, seconds, grant)
+        finally:
+            process.terminate()
+            process.wait(30)
+    raw_rate = raw["verifications_per_s"]
+    keycloak_cc = KEYCLOAK_CLIENT_CREDENTIALS_PER_VCPU[1]
+    return {
+        "setup": {
+            "server": "python -m identity, one uvicorn worker, 3-DC NATS cluster (R3)",
+            "concurrency": CONCURRENCY,
+            "window_s": seconds,
+        },
+        "raw_argon2id": raw,
+        "password_logins": logins,
+        "client_credentials": grants,
+        "ratios": {
+            "login_per_core_vs_raw_hash_rate": ratio(logins["per_server_core_s"], raw_rate),
+            "login_per_core_vs_keycloak": ratio(
+                logins["per_server_core_s"], KEYCLOAK_LOGINS_PER_VCPU
+            ),
+            "client_credentials_per_core_vs_keycloak_high": ratio(
+                grants["per_server_core_s"], keycloak_cc
+            ),
+        },
+        "targets": {
+            "login_rate_at_least_0.8x_raw": ratio(logins["per_server_core_s"], raw_rate) >= 0.8,
+            "client_credentials_at_least_960_per_core": grants["per_server_core_s"] >= 960,
+        },
+        "reference": {
+            "keycloak_logins_per_vcpu": KEYCLOAK_LOGINS_PER_VCPU,
+            "keycloak_client_credentials_per_vcpu": list(KEYCLOAK_CLIENT_CREDENTIALS_PER_VCPU),
+        },
+    }
