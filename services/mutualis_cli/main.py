@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from mutualis_cli import deadletters, platform, status, tail
+from mutualis_cli.k8s import k8s_app
 from mutualis_cli.resources import apply_platform_resources, report_lines
 from mutualis_cli.rundir import DEFAULT_RUN_DIR, RunState, StateUnreadable, wipe_data
 from mutualis_cli.serve import UnknownService
@@ -41,6 +43,7 @@ dlq_app = typer.Typer(help="Dead letters: list them, send them back.", no_args_i
 app.add_typer(streams_app, name="streams")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(k8s_app, name="k8s")
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -381,3 +384,45 @@ def dlq_replay(
 
 if __name__ == "__main__":
     app()
+
+
+# -- development helpers --------------------------------------------------------------------
+pki_app = typer.Typer(help="The development PKI and signing token.", no_args_is_help=True)
+app.add_typer(pki_app, name="pki")
+
+
+@pki_app.command("init")
+def pki_init(run_dir: RunDir = DEFAULT_RUN_DIR) -> None:
+    """Create the dev PKI (root CA, TSA certificate) and the SoftHSM token (idempotent)."""
+    from mutualis_cli.wiring import prepare_trust, trust_available
+
+    if not trust_available():
+        fail("the trust library or openssl is not installed")
+    env = prepare_trust(run_dir.resolve())
+    for name, value in sorted(env.items()):
+        shown = "[hidden]" if name.endswith("PIN") else value
+        console.print(f"{name}={shown}")
+
+
+@app.command()
+def mail(run_dir: RunDir = DEFAULT_RUN_DIR, as_json: JsonOutput = False) -> None:
+    """What the dev mail sink received: the emails the platform "sent"."""
+    from mutualis_cli.wiring import sinks_dir
+
+    try:
+        from notifications.devsinks import list_mail
+    except ModuleNotFoundError:
+        fail("the notifications service is not installed")
+    messages = list_mail(sinks_dir(run_dir.resolve()))
+    if as_json:
+        console.print_json(json.dumps(messages, default=str))
+        return
+    if not messages:
+        console.print("no mail received yet")
+        return
+    for message in messages:
+        received = datetime.fromtimestamp(float(message.get("received_at", 0)), UTC)
+        console.print(
+            f"{received:%Y-%m-%d %H:%M:%S}  {', '.join(message.get('to', []))}  "
+            f"{message.get('subject', '')}"
+        )

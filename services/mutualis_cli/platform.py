@@ -40,7 +40,7 @@ from mutualis_cli.supervisor import (
     stop_processes,
 )
 from mutualis_cli.supervisor import wait_ready as wait_service_ready
-from mutualis_cli.wiring import trust_launches, with_shared_environment
+from mutualis_cli.wiring import sink_launches, trust_launches, with_shared_environment
 from mutualis_kernel.runtime import LocalCluster, PortInUse, Topology
 from mutualis_kernel.runtime.process import port_is_free
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS
@@ -90,8 +90,10 @@ def plan_platform(
     """Auxiliary processes (the dev timestamp authority), then every service instance."""
     if options.no_services:
         return []
-    auxiliaries, trust_env = trust_launches(options, topology.run_dir)
-    return [*auxiliaries, *plan_services(options, topology, manifests, trust_env)]
+    trust, trust_env = trust_launches(options, topology.run_dir)
+    sinks, sinks_env = sink_launches(options, topology.run_dir)
+    shared = {**trust_env, **sinks_env}
+    return [*trust, *sinks, *plan_services(options, topology, manifests, shared)]
 
 
 def plan_services(

@@ -27,8 +27,11 @@ DEV_KEY_ENCRYPTION_SECRET = "dev-only-identity-key-encryption"  # noqa: S105 - d
 DEV_TOKEN_LABEL = "mutualis"  # noqa: S105 - a label, not a secret
 DEV_TOKEN_PIN = "dev-only-1234"  # noqa: S105 - a SoftHSM token made for this run dir
 DEV_TOKEN_SO_PIN = "dev-only-so-5678"  # noqa: S105
-#: Offsets from --port-base-services (8001): the TSA lands on 8318 by default.
+#: Offsets from --port-base-services (8001): the TSA lands on 8318, the mail and SMS sinks
+#: on 8025 and 8026 by default (the notifications service's own defaults).
 TSA_PORT_OFFSET = 317
+SMTP_SINK_PORT_OFFSET = 24
+SMS_SINK_PORT_OFFSET = 25
 
 console = Console(stderr=True, highlight=False)
 
@@ -41,11 +44,8 @@ def trust_launches(options: UpOptions, run_dir: Path) -> tuple[list[ServiceLaunc
     """The dev TSA process and the settings pointing signers and sealers at the trust anchors."""
     if not trust_available():
         return [], {}
-    from mutualis_trust.pkcs11 import SoftHsm, softhsm_available
-    from mutualis_trust.pki import DevPki
-
-    pki_dir = run_dir / "pki"
-    pki = DevPki.load_or_create(pki_dir)
+    env = prepare_trust(run_dir)
+    pki_dir = Path(env["MUTUALIS_PKI_DIR"])
     port = options.port_base_services + TSA_PORT_OFFSET
     tsa = ServiceLaunch(
         name="tsa",
@@ -59,11 +59,19 @@ def trust_launches(options: UpOptions, run_dir: Path) -> tuple[list[ServiceLaunc
         args=("--dir", str(pki_dir), "--port", str(port)),
         ready_path="/healthz",
     )
-    env = {
-        "MUTUALIS_PKI_DIR": str(pki_dir),
-        "MUTUALIS_TSA_URL": f"{tsa.url}/tsa",
-        "MUTUALIS_TSA_CA_FILE": str(pki.ca_pem_path),
-    }
+    env["MUTUALIS_TSA_URL"] = f"{tsa.url}/tsa"
+    return [tsa], env
+
+
+def prepare_trust(run_dir: Path) -> dict[str, str]:
+    """`mutualis pki init`: the dev PKI and, when SoftHSM is installed, a token whose keys are
+    generated inside it (on first signature). Idempotent; returns the settings to use them."""
+    from mutualis_trust.pkcs11 import SoftHsm, softhsm_available
+    from mutualis_trust.pki import DevPki
+
+    pki_dir = run_dir / "pki"
+    pki = DevPki.load_or_create(pki_dir)
+    env = {"MUTUALIS_PKI_DIR": str(pki_dir), "MUTUALIS_TSA_CA_FILE": str(pki.ca_pem_path)}
     if softhsm_available():
         token = SoftHsm.provision(run_dir / "hsm", DEV_TOKEN_LABEL, DEV_TOKEN_PIN, DEV_TOKEN_SO_PIN)
         env.update(
@@ -79,7 +87,45 @@ def trust_launches(options: UpOptions, run_dir: Path) -> tuple[list[ServiceLaunc
             "[yellow]![/] SoftHSM is not installed: signatures use the dev-mode software "
             "fallback (install softhsm2, or run `make up` as root)"
         )
-    return [tsa], env
+    return env
+
+
+def sink_launches(options: UpOptions, run_dir: Path) -> tuple[list[ServiceLaunch], dict[str, str]]:
+    """The dev mail and SMS sinks that stand in for the relays, when notifications exists."""
+    if importlib.util.find_spec("notifications") is None:
+        return [], {}
+    smtp_port = options.port_base_services + SMTP_SINK_PORT_OFFSET
+    sms_port = options.port_base_services + SMS_SINK_PORT_OFFSET
+    sinks = ServiceLaunch(
+        name="sinks",
+        datacenter="dc1",
+        port=sms_port,
+        nats_urls=[],
+        replicas=0,
+        log_path=run_dir / "logs" / "sinks@dc1.log",
+        data_dir=run_dir / "services" / "sinks@dc1",
+        module="notifications.devsinks",
+        args=(
+            "--dir",
+            str(sinks_dir(run_dir)),
+            "--smtp-port",
+            str(smtp_port),
+            "--sms-port",
+            str(sms_port),
+        ),
+        ready_path="/healthz",
+    )
+    env = {
+        "MUTUALIS_SMTP_HOST": "127.0.0.1",
+        "MUTUALIS_SMTP_PORT": str(smtp_port),
+        "MUTUALIS_SMS_GATEWAY_URL": f"{sinks.url}/sms",
+    }
+    return [sinks], env
+
+
+def sinks_dir(run_dir: Path) -> Path:
+    """Where the dev sinks keep what was "sent" (read by `mutualis mail`)."""
+    return run_dir / "sinks"
 
 
 def shared_environment(launches: Sequence[ServiceLaunch]) -> dict[str, str]:

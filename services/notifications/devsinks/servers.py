@@ -56,6 +56,11 @@ def smtp_controller(
 def sms_app(directory: Path) -> FastAPI:
     app = FastAPI(title="Mutualis dev SMS gateway")
 
+    @app.get("/healthz")
+    async def alive() -> dict[str, str]:
+        # Answered once both sinks run: `mutualis up` waits for it before starting services.
+        return {"status": "alive"}
+
     @app.post("/sms")
     async def receive(request: Request) -> JSONResponse:
         body = await request.json()
