@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -34,7 +34,8 @@ from parapheur.adapters.repository import (
     KeyValueDelegations,
     KeyValueErasures,
 )
-from parapheur.domain.commands import DeadlineReached
+from parapheur.domain.commands import ApplySeal, DeadlineReached
+from parapheur.domain.events import StepAssigned
 from parapheur.entrypoints.api import ApiContext, build_router
 from parapheur.service_layer import handlers
 from parapheur.service_layer.ports import DocumentSigner
@@ -123,7 +124,7 @@ async def wire(
 
     return Wiring(
         app=app,
-        consumers=erasure_consumers(platform, erasures, board),
+        consumers=[seal_consumer(platform, deps), *erasure_consumers(platform, erasures, board)],
         background=[feed_loop, deadlines_loop],
         on_stop=on_stop,
     )
@@ -155,6 +156,30 @@ def build_app(
     )
     app.include_router(build_router(context))
     return app
+
+
+#: How long after a seal step is assigned the safety net waits for the inline seal.
+SEAL_GRACE = timedelta(seconds=5)
+
+
+class SealNotYetDue(Exception):
+    """The instance that assigned the seal step is probably sealing right now: retry later."""
+
+
+def seal_consumer(platform: Platform, deps: handlers.Deps) -> EventConsumer:
+    """The safety net for seals: a seal step still waiting after a grace period is applied
+    here, with the consumer's retries and dead letter when signing keeps failing."""
+
+    async def on_step_assigned(envelope: Envelope[Event]) -> None:
+        event = envelope.data
+        assert isinstance(event, StepAssigned)
+        if event.kind != "seal":
+            return
+        if datetime.now(UTC) - envelope.time < SEAL_GRACE:
+            raise SealNotYetDue(f"seal of {envelope.aggregate_id} assigned just now")
+        await handlers.apply_seal(ApplySeal(envelope.tenant, envelope.aggregate_id), deps)
+
+    return EventConsumer(platform.js, manifest.SEAL_CONSUMER, {StepAssigned: on_step_assigned})
 
 
 def board_readiness(board: TaskBoard) -> Callable[[], Awaitable[str | None]]:

@@ -38,11 +38,19 @@ ERASURE_CONSUMER = ConsumerSpec(
     description="Pseudonymise erased people in the parapheur's folder views.",
 )
 
+SEAL_CONSUMER = ConsumerSpec(
+    durable="parapheur-seals",
+    stream="PARAPHEUR_EVENTS",
+    filter_subjects=("evt.parapheur.*.folder.*.step.assigned",),
+    service="parapheur",
+    description="Apply a seal that was not applied inline (signing failure, crash).",
+)
+
 MANIFEST = ServiceManifest(
     name="parapheur",
     description="Approval and signature circuits with PAdES signatures for every commune.",
     default_port=KNOWN_SERVICES["parapheur"],
     resources=RESOURCES,
-    consumers=(ERASURE_CONSUMER,),
+    consumers=(SEAL_CONSUMER, ERASURE_CONSUMER),
     event_modules=("parapheur.domain.events",),
 )

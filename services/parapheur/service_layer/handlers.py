@@ -292,7 +292,19 @@ async def _sign_and_store(
         raise
 
 
-async def _seal_if_due(loaded: LoadedFolder, deps: Deps) -> Folder:
+async def _seal_if_due(loaded: LoadedFolder, deps: Deps, *, defer: bool = True) -> Folder:
+    """Apply due seals now. When that fails and `defer`, the human action that led here still
+    stands: the seal consumer applies the seal later (see `seal_pending`)."""
+    try:
+        return await _apply_due_seals(loaded, deps)
+    except errors.ParapheurError as error:
+        if not defer:
+            raise
+        log.warning("seal.deferred", folder=loaded.folder.id, reason=error.detail)
+        return loaded.folder
+
+
+async def _apply_due_seals(loaded: LoadedFolder, deps: Deps) -> Folder:
     folder = loaded.folder
     while folder.awaits_seal and deps.signer is not None:
         record = partial(_record_seal, folder, deps.clock())
@@ -312,8 +324,9 @@ def _record_seal(
 
 
 async def apply_seal(command: ApplySeal, deps: Deps) -> Folder:
+    """Apply the seal a folder waits for, if it still does; errors propagate (to be retried)."""
     loaded = await _load_open(command.tenant, command.folder_id, deps)
-    return await _seal_if_due(loaded, deps)
+    return await _seal_if_due(loaded, deps, defer=False)
 
 
 async def take_back(command: TakeBack, deps: Deps) -> Folder:

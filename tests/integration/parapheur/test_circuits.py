@@ -13,9 +13,10 @@ from mutualis_trust.identities import SigningIdentities
 from mutualis_trust.pades import pdfsig_available, pdfsig_verify, validate_pdf
 from mutualis_trust.pkcs11 import Token
 from mutualis_trust.testing import TrustEnv
-from parapheur.adapters.signing import TrustSigner
+from parapheur.adapters.signing import SigningFailed, TrustSigner
+from parapheur.service_layer.ports import DocumentSigner, SignatureApplied, SignatureRequest
 
-from .conftest import SEAL_ONLY, Parapheur, eventually, running_parapheur
+from .conftest import ARRETE, SEAL_ONLY, Parapheur, eventually, running_parapheur
 
 
 async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
@@ -126,3 +127,45 @@ async def test_signatures_are_pades_b_lta_when_configured(
             assert ready.status_code == 200, ready.text
     finally:
         token.close()
+
+
+class FailsFirstSeal:
+    """The real signer, except that the first seal fails (a TSA outage, say)."""
+
+    def __init__(self, inner: DocumentSigner) -> None:
+        self.inner = inner
+        self.failed = False
+
+    async def sign(
+        self, request: SignatureRequest, pdf_in: Path, pdf_out: Path
+    ) -> SignatureApplied:
+        if request.kind == "seal" and not self.failed:
+            self.failed = True
+            raise SigningFailed("timestamp authority unreachable")
+        return await self.inner.sign(request, pdf_in, pdf_out)
+
+
+async def test_a_seal_that_failed_inline_is_applied_later_by_the_seal_consumer(
+    nats_cluster: LocalCluster, issuer: TestIssuer, signer: DocumentSigner, tmp_path: Path
+) -> None:
+    flaky = FailsFirstSeal(signer)
+    async with running_parapheur(nats_cluster, issuer, flaky, tmp_path) as parapheur:
+        await parapheur.circuit(ARRETE)
+        sam = parapheur.agent("sam")
+        folder = (await parapheur.submit(sam)).json()["id"]
+        await parapheur.act(
+            folder, 0, "approve", parapheur.agent("alice", "bordeaux", "desk:secretariat")
+        )
+        signed = await parapheur.act(
+            folder, 1, "sign", parapheur.agent("bob", "bordeaux", substantial=True)
+        )
+        # The signature stands; the seal is pending.
+        assert signed.status_code == 200, signed.text
+        assert (signed.json()["status"], signed.json()["step_kind"]) == ("in_progress", "seal")
+
+        async def sealed() -> bool:
+            view = await parapheur.http.get(f"/v1/folders/{folder}", headers=sam)
+            return view.json()["status"] == "signed"
+
+        await eventually(sealed, timeout=60)
+        assert flaky.failed
