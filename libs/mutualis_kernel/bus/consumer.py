@@ -186,7 +186,14 @@ class EventConsumer:
         if deliveries > 1:
             attributes["messaging.nats.delivery_count"] = deliveries
         try:
-            envelope = decode(subject, headers, message.data, self._known)
+            sequence = message.metadata.sequence
+            envelope = decode(
+                subject,
+                headers,
+                message.data,
+                self._known,
+                stream_sequence=sequence.stream if sequence and not replayed else None,
+            )
         except InvalidEvent as error:
             with _tracer.start_as_current_span(
                 "process invalid", context=parent, kind=SpanKind.CONSUMER, attributes=attributes

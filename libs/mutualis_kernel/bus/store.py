@@ -49,7 +49,13 @@ class EventStore:
             assert message.seq is not None
             assert message.subject is not None
             events.append(
-                decode(message.subject, message.headers, message.data or b"", self._known)
+                decode(
+                    message.subject,
+                    message.headers,
+                    message.data or b"",
+                    self._known,
+                    stream_sequence=message.seq,
+                )
             )
             version = message.seq
             next_seq = message.seq + 1

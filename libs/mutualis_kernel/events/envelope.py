@@ -64,6 +64,8 @@ class Envelope(Generic[E]):
     causation_id: str | None = None
     datacenter: str | None = None
     trace_headers: Mapping[str, str] = field(default_factory=dict)
+    #: Where JetStream stored it, once read back (None for an envelope not yet published).
+    stream_sequence: int | None = None
 
     @property
     def type(self) -> str:
@@ -134,6 +136,7 @@ def decode(
     headers: Mapping[str, str] | None,
     body: bytes,
     known: EventCatalog = catalog,
+    stream_sequence: int | None = None,
 ) -> Envelope[Event]:
     """Rebuild and validate an envelope; raise `InvalidEvent` with a reason, never half-decode."""
     headers = headers or {}
@@ -185,6 +188,7 @@ def decode(
         causation_id=headers.get("ce-causationid"),
         datacenter=headers.get("ce-datacenter"),
         trace_headers={k: headers[k] for k in _TRACE_HEADERS if k in headers},
+        stream_sequence=stream_sequence,
     )
 
 
