@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NoKeysError
@@ -94,14 +95,9 @@ class KeyValueCircuits:
         return True
 
     async def list(self, tenant: str) -> Sequence[CircuitSpec]:
-        kv = await self._js.key_value(self._bucket)
-        try:
-            # nats-py 2.16's `keys(filters=...)` finds nothing: filter here instead.
-            keys = [k for k in await kv.keys() if k.startswith(f"{tenant}.")]
-        except NoKeysError:
-            return []
-        found = [await self.get(tenant, key.split(".", 1)[1]) for key in keys]
-        return sorted((c for c in found if c is not None), key=lambda c: c.id)
+        values = await _tenant_values(self._js, self._bucket, tenant)
+        circuits = [CircuitSpec.model_validate_json(value) for value in values]
+        return sorted(circuits, key=lambda c: c.id)
 
 
 class KeyValueDelegations:
@@ -130,26 +126,42 @@ class KeyValueDelegations:
             return None
         if not entry.value:
             return None
-        body = json.loads(entry.value)
-        return Delegation(
-            id=body["id"],
-            delegator=body["delegator"],
-            delegate=body["delegate"],
-            desks=frozenset(body["desks"]),
-            starts_at=datetime.fromisoformat(body["starts_at"]),
-            ends_at=datetime.fromisoformat(body["ends_at"]),
-            revoked=body["revoked"],
-        )
+        return _delegation(json.loads(entry.value))
 
     async def list(self, tenant: str) -> Sequence[Delegation]:
-        kv = await self._js.key_value(self._bucket)
-        try:
-            # nats-py 2.16's `keys(filters=...)` finds nothing: filter here instead.
-            keys = [k for k in await kv.keys() if k.startswith(f"{tenant}.")]
-        except NoKeysError:
-            return []
-        found = [await self.get(tenant, key.split(".", 1)[1]) for key in keys]
-        return [d for d in found if d is not None]
+        values = await _tenant_values(self._js, self._bucket, tenant)
+        return [_delegation(json.loads(value)) for value in values]
+
+
+def _delegation(body: dict[str, Any]) -> Delegation:
+    return Delegation(
+        id=body["id"],
+        delegator=body["delegator"],
+        delegate=body["delegate"],
+        desks=frozenset(body["desks"]),
+        starts_at=datetime.fromisoformat(body["starts_at"]),
+        ends_at=datetime.fromisoformat(body["ends_at"]),
+        revoked=body["revoked"],
+    )
+
+
+async def _tenant_values(js: JetStreamContext, bucket: str, tenant: str) -> list[bytes]:
+    """Every live value under `<tenant>.*`, read in one pass by a KV watcher.
+
+    (nats-py 2.16's `keys(filters=...)` finds nothing, and a get per key costs a round trip.)
+    """
+    kv = await js.key_value(bucket)
+    watcher = await kv.watch(f"{tenant}.*", ignore_deletes=True)
+    values: list[bytes] = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the end of the current values
+                break
+            if entry.value:
+                values.append(entry.value)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return values
 
 
 class KeyValueErasures:
