@@ -31,6 +31,16 @@ class SubmitFolder:
     metadata: dict[str, str] = field(default_factory=dict)
     due_at: datetime | None = None
     folder_id: str | None = None
+    #: Store the folder as a draft instead of sending it into its circuit now.
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class SubmitDraft:
+    tenant: str
+    folder_id: str
+    by: str
+    submitter_kind: Literal["agent", "service", "citizen"] = "agent"
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,10 @@ class ConcurrentAction(ParapheurError):
 class DelegationNotFound(ParapheurError):
     code = "delegation_not_found"
     status = 404
+
+
+class NotSubmitted(ParapheurError):
+    """The folder is still a draft: submit it first."""
+
+    code = "not_submitted"
+    status = 409

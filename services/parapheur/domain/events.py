@@ -78,6 +78,21 @@ class SignatureInfo(_Value):
     location: str = ""
 
 
+@domain_event("parapheur", "folder.drafted", aggregate="folder")
+class FolderDrafted(Event):
+    """A folder was prepared (documents stored) but not yet sent into its circuit."""
+
+    folder_id: str
+    title: str
+    circuit_id: str
+    document: DocumentRef
+    attachments: tuple[DocumentRef, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict)
+    created_by: str
+    due_at: datetime | None = None
+    created_at: datetime
+
+
 @domain_event("parapheur", "folder.submitted", aggregate="folder")
 class FolderSubmitted(Event):
     """A folder entered its circuit: main PDF, attachments, metadata and the circuit's steps."""
@@ -219,6 +234,7 @@ class DelegationRevoked(Event):
 
 
 FOLDER_EVENTS: tuple[type[Event], ...] = (
+    FolderDrafted,
     FolderSubmitted,
     StepAssigned,
     StepApproved,

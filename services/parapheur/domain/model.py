@@ -21,6 +21,7 @@ from parapheur.domain.events import (
     CircuitSpec,
     DocumentRef,
     FolderCompleted,
+    FolderDrafted,
     FolderOverdue,
     FolderRejected,
     FolderSubmitted,
@@ -130,6 +131,9 @@ class Folder:
     id: str
     tenant: str
     status: Status = "draft"
+    #: False until the folder is drafted or submitted: such a folder does not exist.
+    exists: bool = False
+    draft_circuit_id: str | None = None
     circuit: CircuitSpec | None = None
     title: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
@@ -160,7 +164,17 @@ class Folder:
 
     def apply(self, event: Event) -> None:
         match event:
+            case FolderDrafted():
+                self.exists = True
+                self.title = event.title
+                self.draft_circuit_id = event.circuit_id
+                self.metadata = dict(event.metadata)
+                self.submitted_by = event.created_by
+                self.due_at = event.due_at
+                self.document = self.original = event.document
+                self.attachments = event.attachments
             case FolderSubmitted():
+                self.exists = True
                 self.status = "submitted"
                 self.circuit = event.circuit
                 self.title = event.title
@@ -267,6 +281,61 @@ class Folder:
         return self.status == "in_progress" and step is not None and step.kind == "seal"
 
     # -- commands -------------------------------------------------------------------------
+    def draft(
+        self,
+        *,
+        title: str,
+        circuit_id: str,
+        document: DocumentRef,
+        attachments: Sequence[DocumentRef],
+        metadata: dict[str, str],
+        created_by: str,
+        due_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        if self.exists:
+            raise errors.AlreadySubmitted(f"folder {self.id} already exists")
+        self._record(
+            FolderDrafted(
+                folder_id=self.id,
+                title=title,
+                circuit_id=circuit_id,
+                document=document,
+                attachments=tuple(attachments),
+                metadata=metadata,
+                created_by=created_by,
+                due_at=due_at,
+                created_at=now,
+            )
+        )
+
+    def submit_draft(
+        self,
+        circuit: CircuitSpec,
+        by: str,
+        now: datetime,
+        submitter_kind: Literal["agent", "service", "citizen"] = "agent",
+    ) -> None:
+        """Send a drafted folder into its circuit (the circuit as it is now)."""
+        if not self.exists:
+            raise errors.FolderNotFound(f"folder {self.id} does not exist")
+        if self.status != "draft":
+            raise errors.AlreadySubmitted(f"folder {self.id} was already submitted")
+        if by != self.submitted_by:
+            raise errors.NotAnActor("only the folder's author can submit their draft")
+        assert self.document is not None
+        self.submit(
+            title=self.title,
+            circuit=circuit,
+            document=self.document,
+            attachments=self.attachments,
+            metadata=self.metadata,
+            submitted_by=by,
+            submitter_kind=submitter_kind,
+            due_at=self.due_at,
+            now=now,
+        )
+
     def submit(
         self,
         *,
@@ -499,8 +568,10 @@ class Folder:
             )
 
     def _ensure_open(self) -> None:
-        if self.status == "draft":
+        if not self.exists:
             raise errors.FolderNotFound(f"folder {self.id} does not exist")
+        if self.status == "draft":
+            raise errors.NotSubmitted(f"folder {self.id} is a draft: submit it first")
         if self.is_closed:
             raise errors.FolderClosed(
                 f"folder {self.id} is {self.status}: nothing more can be done"

@@ -32,6 +32,7 @@ from parapheur.domain.commands import (
     ActOnStep,
     GrantDelegation,
     RevokeDelegation,
+    SubmitDraft,
     SubmitFolder,
     TakeBack,
     UploadedFile,
@@ -76,6 +77,8 @@ class FolderMetadata(BaseModel):
     circuit_id: str = Field(pattern=SLUG_PATTERN)
     due_at: datetime | None = None
     metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+    #: Keep the folder as a draft; `POST /v1/folders/{id}/submit` sends it on later.
+    draft: bool = False
 
 
 class StepActionIn(BaseModel):
@@ -219,9 +222,17 @@ def build_router(context: ApiContext) -> APIRouter:
                 submitted_by=who.subject,
                 submitter_kind=who.kind,
                 due_at=meta.due_at,
+                draft=meta.draft,
             )
             with refusals():
                 folder = await handlers.submit_folder(command, deps)
+        return board.describe(folder)
+
+    @router.post("/folders/{folder_id}/submit", tags=["folders"])
+    async def submit_draft(folder_id: FolderId, who: Submitter) -> dict[str, Any]:
+        command = SubmitDraft(who.tenant, folder_id, who.subject, who.kind)
+        with refusals():
+            folder = await handlers.submit_draft(command, deps)
         return board.describe(folder)
 
     @router.get("/folders/{folder_id}", tags=["folders"])

@@ -30,6 +30,7 @@ from parapheur.domain.commands import (
     DeadlineReached,
     GrantDelegation,
     RevokeDelegation,
+    SubmitDraft,
     SubmitFolder,
     TakeBack,
     UploadedFile,
@@ -140,6 +141,19 @@ async def submit_folder(command: SubmitFolder, deps: Deps) -> Folder:
             name = f"{command.tenant}/{folder_id}/att/{index}-{_safe_filename(attachment.filename)}"
             attachments.append(await _store(deps, name, attachment))
             stored.append(name)
+        if command.draft:
+            loaded.folder.draft(
+                title=command.title,
+                circuit_id=circuit.id,
+                document=main,
+                attachments=attachments,
+                metadata=command.metadata,
+                created_by=command.submitted_by,
+                due_at=command.due_at,
+                now=now,
+            )
+            await _save(loaded, deps)
+            return loaded.folder
         loaded.folder.submit(
             title=command.title,
             circuit=circuit,
@@ -155,10 +169,31 @@ async def submit_folder(command: SubmitFolder, deps: Deps) -> Folder:
     except BaseException:
         await _forget(deps, stored)
         raise
-    if command.due_at is not None:
-        reminder_at = max(command.due_at - deps.reminder_before, now)
-        await deps.deadlines.schedule(command.tenant, folder_id, "reminder", reminder_at)
-        await deps.deadlines.schedule(command.tenant, folder_id, "overdue", command.due_at)
+    await _schedule_deadlines(loaded.folder, deps)
+    return await _seal_if_due(loaded, deps)
+
+
+async def _schedule_deadlines(folder: Folder, deps: Deps) -> None:
+    if folder.due_at is None:
+        return
+    reminder_at = max(folder.due_at - deps.reminder_before, deps.clock())
+    await deps.deadlines.schedule(folder.tenant, folder.id, "reminder", reminder_at)
+    await deps.deadlines.schedule(folder.tenant, folder.id, "overdue", folder.due_at)
+
+
+async def submit_draft(command: SubmitDraft, deps: Deps) -> Folder:
+    loaded = await deps.folders.load(command.tenant, command.folder_id)
+    folder = loaded.folder
+    if not folder.exists:
+        raise errors.FolderNotFound(f"no folder {command.folder_id}")
+    if folder.status != "draft":
+        raise errors.AlreadySubmitted(f"folder {command.folder_id} was already submitted")
+    circuit = await deps.circuits.get(command.tenant, folder.draft_circuit_id or "")
+    if circuit is None:
+        raise errors.CircuitNotFound(f"circuit type {folder.draft_circuit_id!r} is gone")
+    loaded.folder.submit_draft(circuit, command.by, deps.clock(), command.submitter_kind)
+    await _save(loaded, deps)
+    await _schedule_deadlines(loaded.folder, deps)
     return await _seal_if_due(loaded, deps)
 
 
@@ -178,7 +213,7 @@ async def _save(loaded: LoadedFolder, deps: Deps) -> None:
 
 async def _load_open(tenant: str, folder_id: str, deps: Deps) -> LoadedFolder:
     loaded = await deps.folders.load(tenant, folder_id)
-    if loaded.folder.status == "draft":
+    if not loaded.folder.exists:
         raise errors.FolderNotFound(f"no folder {folder_id}")
     # Repair follow-ups a crash may have left unrecorded before deciding anything new.
     loaded.folder.catch_up(deps.clock())
@@ -189,7 +224,7 @@ async def _load_open(tenant: str, folder_id: str, deps: Deps) -> LoadedFolder:
 
 async def get_folder(tenant: str, folder_id: str, deps: Deps) -> LoadedFolder:
     loaded = await deps.folders.load(tenant, folder_id)
-    if loaded.folder.status == "draft":
+    if not loaded.folder.exists:
         raise errors.FolderNotFound(f"no folder {folder_id}")
     return loaded
 
@@ -398,6 +433,7 @@ async def revoke_delegation(command: RevokeDelegation, deps: Deps) -> Delegation
 
 HANDLERS: dict[type[Any], Callable[..., Awaitable[Any]]] = {
     SubmitFolder: submit_folder,
+    SubmitDraft: submit_draft,
     ActOnStep: act_on_step,
     TakeBack: take_back,
     ApplySeal: apply_seal,

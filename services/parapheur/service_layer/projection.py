@@ -80,7 +80,7 @@ class TaskBoard:
 
     def view(self, tenant: str, folder_id: str) -> dict[str, object] | None:
         folder = self._folders.get((tenant, folder_id))
-        if folder is None or folder.status == "draft":
+        if folder is None or not folder.exists:
             return None
         return self.describe(folder)
 

@@ -276,3 +276,19 @@ async def test_an_erased_person_is_shown_under_a_pseudonym_and_signatures_stay(
     assert "zoe" not in str(proof)
     history = (await parapheur.http.get(f"/v1/folders/{folder}/history", headers=reader)).json()
     assert history[0]["data"]["submitted_by"] == "zoe"  # the record itself is untouched
+
+
+async def test_a_draft_is_stored_then_submitted_by_its_author(parapheur: Parapheur) -> None:
+    sam = parapheur.agent("sam")
+    drafted = await parapheur.submit(sam, draft=True)
+    assert drafted.status_code == 201, drafted.text
+    folder = drafted.json()["id"]
+    assert drafted.json()["status"] == "draft"
+    alice = parapheur.agent("alice", "bordeaux", "desk:secretariat")
+    early = await parapheur.act(folder, 0, "approve", alice)
+    assert (early.status_code, early.json()["error"]) == (409, "not_submitted")
+    other = await parapheur.http.post(f"/v1/folders/{folder}/submit", headers=alice)
+    assert other.status_code == 403
+    submitted = await parapheur.http.post(f"/v1/folders/{folder}/submit", headers=sam)
+    assert submitted.json()["status"] == "in_progress", submitted.text
+    assert (await parapheur.act(folder, 0, "approve", alice)).status_code == 200

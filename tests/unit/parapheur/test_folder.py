@@ -227,3 +227,41 @@ def test_submitting_twice_is_refused() -> None:
             due_at=None,
             now=NOW,
         )
+
+
+def drafted() -> Folder:
+    folder = Folder("f1", "bordeaux")
+    folder.draft(
+        title="Marché",
+        circuit_id="arrete",
+        document=doc(),
+        attachments=(),
+        metadata={},
+        created_by="sam",
+        due_at=None,
+        now=NOW,
+    )
+    return folder
+
+
+def test_a_draft_exists_but_is_not_in_its_circuit_until_submitted() -> None:
+    folder = drafted()
+    assert (folder.exists, folder.status) == (True, "draft")
+    with pytest.raises(errors.NotSubmitted):
+        folder.approve(0, ALICE, [], "", NOW)
+    with pytest.raises(errors.NotAnActor):
+        folder.submit_draft(VISA_SIGN_SEAL, "alice", NOW)
+    folder.submit_draft(VISA_SIGN_SEAL, "sam", NOW)
+    assert folder.status == "in_progress"
+    assert [type(e).__name__ for e in folder.collect()] == [
+        "FolderDrafted",
+        "FolderSubmitted",
+        "StepAssigned",
+    ]
+    with pytest.raises(errors.AlreadySubmitted):
+        folder.submit_draft(VISA_SIGN_SEAL, "sam", NOW)
+
+
+def test_a_folder_never_drafted_nor_submitted_does_not_exist() -> None:
+    with pytest.raises(errors.FolderNotFound):
+        Folder("nope", "bordeaux").approve(0, ALICE, [], "", NOW)
