@@ -18,13 +18,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 
 from mutualis_kernel.auth import LOA_SUBSTANTIAL, Principal, TokenVerifier, authenticated
+from mutualis_kernel.events import derived_event_id
 from mutualis_kernel.http import ApiError, readable_errors
 from parapheur.adapters.repository import JetStreamFolders
 from parapheur.domain import errors
@@ -203,14 +204,32 @@ def build_router(context: ApiContext) -> APIRouter:
     @router.post("/folders", status_code=201, tags=["folders"])
     async def submit_folder(
         who: Submitter,
+        response: Response,
         document: Annotated[UploadFile, File(description="The main PDF.")],
         metadata: Annotated[str, Form(description="JSON: title, circuit_id, due_at, metadata")],
         attachments: Annotated[list[UploadFile] | None, File()] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                pattern=r"^[\x21-\x7e]{1,128}$",
+                description="Retry-safe submission: the same key gives the same folder.",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         try:
             meta = FolderMetadata.model_validate_json(metadata)
         except ValidationError as error:
             raise ApiError(422, "invalid_metadata", readable_errors(error.errors())) from None
+        folder_id = None
+        if idempotency_key is not None:
+            folder_id = derived_event_id(f"{who.tenant}/{who.subject}", idempotency_key)
+            try:
+                existing = await handlers.get_folder(who.tenant, folder_id, deps)
+            except errors.FolderNotFound:
+                pass
+            else:
+                response.status_code = 200
+                return board.describe(existing.folder, existing.version)
         async with _spooled(context, [document, *(attachments or [])]) as files:
             command = SubmitFolder(
                 tenant=who.tenant,
@@ -223,9 +242,18 @@ def build_router(context: ApiContext) -> APIRouter:
                 submitter_kind=who.kind,
                 due_at=meta.due_at,
                 draft=meta.draft,
+                folder_id=folder_id,
             )
             with refusals():
-                folder = await handlers.submit_folder(command, deps)
+                try:
+                    folder = await handlers.submit_folder(command, deps)
+                except (errors.AlreadySubmitted, errors.ConcurrentAction):
+                    if folder_id is None:
+                        raise
+                    # The same submission raced itself: answer with the one that won.
+                    existing = await handlers.get_folder(who.tenant, folder_id, deps)
+                    response.status_code = 200
+                    return board.describe(existing.folder, existing.version)
         return board.describe(folder)
 
     @router.post("/folders/{folder_id}/submit", tags=["folders"])

@@ -131,14 +131,21 @@ async def submit_folder(command: SubmitFolder, deps: Deps) -> Folder:
     await asyncio.to_thread(deps.inspector.check, command.document.path)
     folder_id = command.folder_id or new_event_id()
     loaded = await deps.folders.load(command.tenant, folder_id)
+    if loaded.folder.exists:
+        # A retried submission (same idempotency key): its documents are stored already.
+        raise errors.AlreadySubmitted(f"folder {folder_id} exists already")
     now = deps.clock()
     stored: list[str] = []
     try:
-        main = await _store(deps, f"{command.tenant}/{folder_id}/v0.pdf", command.document)
+        # A random part in every name: two racing submissions of one folder id (a retried
+        # request) never share objects, so the loser's cleanup cannot touch the winner's.
+        batch = uuid.uuid4().hex[:8]
+        main = await _store(deps, f"{command.tenant}/{folder_id}/v0-{batch}.pdf", command.document)
         stored.append(main.object_name)
         attachments = []
         for index, attachment in enumerate(command.attachments):
-            name = f"{command.tenant}/{folder_id}/att/{index}-{_safe_filename(attachment.filename)}"
+            safe = _safe_filename(attachment.filename)
+            name = f"{command.tenant}/{folder_id}/att/{batch}/{index}-{safe}"
             attachments.append(await _store(deps, name, attachment))
             stored.append(name)
         if command.draft:

@@ -292,3 +292,26 @@ async def test_a_draft_is_stored_then_submitted_by_its_author(parapheur: Paraphe
     submitted = await parapheur.http.post(f"/v1/folders/{folder}/submit", headers=sam)
     assert submitted.json()["status"] == "in_progress", submitted.text
     assert (await parapheur.act(folder, 0, "approve", alice)).status_code == 200
+
+
+async def test_a_retried_submission_with_the_same_idempotency_key_gives_the_same_folder(
+    parapheur: Parapheur,
+) -> None:
+    application = {
+        **parapheur.issuer.bearer("svc-ged", "bordeaux", kind="service", roles=()),
+        "Idempotency-Key": "ged-2026-0042",
+    }
+    first = await parapheur.submit(application)
+    before = await stored_objects(parapheur)
+    again = await parapheur.submit(application)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert await stored_objects(parapheur) == before
+    racing = {**application, "Idempotency-Key": "ged-2026-0043"}
+    one, two = await asyncio.gather(parapheur.submit(racing), parapheur.submit(racing))
+    assert one.json()["id"] == two.json()["id"]
+    document = await parapheur.http.get(
+        f"/v1/folders/{one.json()['id']}/document", headers=application
+    )
+    assert document.status_code == 200
+    assert document.content.startswith(b"%PDF-")
