@@ -39,6 +39,8 @@ SEDA_DIR = Path(".tools/seda")
 def build_service(
     platform: Platform, settings: ArchiveSettings, timestamper: Timestamper | None = None
 ) -> ArchiveService:
+    if settings.work_dir is not None:
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
     return ArchiveService(
         publisher=platform.publisher,
         records=RecordRepository(platform.js, platform.store),

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from mutualis_cli import deadletters, platform, status, tail
+from mutualis_cli.demo import demo as run_demo
 from mutualis_cli.dev import app as dev_app
 from mutualis_cli.k8s import k8s_app
 from mutualis_cli.resources import apply_platform_resources, report_lines
@@ -46,6 +47,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(k8s_app, name="k8s")
 app.add_typer(dev_app, name="dev")
+app.command()(run_demo)
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)

@@ -6,7 +6,11 @@ it every time and `mutualis streams apply` can run it by hand after an upgrade.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+
+import nats.errors
+import nats.js.errors
 
 from mutualis_cli.target import connect
 from mutualis_kernel.service import ServiceManifest
@@ -18,12 +22,28 @@ def platform_resources(manifests: Sequence[ServiceManifest]) -> list[Resources]:
 
 
 async def apply_platform_resources(
-    urls: list[str], manifests: Sequence[ServiceManifest], replicas: int
+    urls: list[str],
+    manifests: Sequence[ServiceManifest],
+    replicas: int,
+    *,
+    patience_s: float = 90.0,
 ) -> ApplyReport:
+    """Apply, retrying while the cluster is still recovering its streams.
+
+    A cluster restarted on existing data elects its meta leader within a second but takes
+    longer to recover every stream and consumer; JetStream API calls time out meanwhile.
+    """
     nc = await connect(urls)
+    deadline = asyncio.get_running_loop().time() + patience_s
     try:
         js = nc.jetstream(timeout=10.0)
-        return await apply_resources(js, platform_resources(manifests), replicas=replicas)
+        while True:
+            try:
+                return await apply_resources(js, platform_resources(manifests), replicas=replicas)
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
     finally:
         await nc.close()
 
