@@ -140,14 +140,14 @@ async def submit_folder(command: SubmitFolder, deps: Deps) -> Folder:
         # A random part in every name: two racing submissions of one folder id (a retried
         # request) never share objects, so the loser's cleanup cannot touch the winner's.
         batch = uuid.uuid4().hex[:8]
-        main = await _store(deps, f"{command.tenant}/{folder_id}/v0-{batch}.pdf", command.document)
-        stored.append(main.object_name)
+        # Named before the upload so that a half-done upload is cleaned up as well.
+        stored.append(f"{command.tenant}/{folder_id}/v0-{batch}.pdf")
+        main = await _store(deps, stored[0], command.document)
         attachments = []
         for index, attachment in enumerate(command.attachments):
             safe = _safe_filename(attachment.filename)
-            name = f"{command.tenant}/{folder_id}/att/{batch}/{index}-{safe}"
-            attachments.append(await _store(deps, name, attachment))
-            stored.append(name)
+            stored.append(f"{command.tenant}/{folder_id}/att/{batch}/{index}-{safe}")
+            attachments.append(await _store(deps, stored[-1], attachment))
         if command.draft:
             loaded.folder.draft(
                 title=command.title,
@@ -302,7 +302,8 @@ async def _sign_and_store(
         on_behalf_of=on_behalf_of,
         reason=comment or f"{spec.label or kind} — {folder.circuit.name}: {folder.title}",
         location=deps.signature_location or folder.tenant,
-        field_name=f"Step{step + 1}-{kind}",
+        # Unique even when several people sign one "all" step.
+        field_name=f"Sig{version}-Step{step + 1}-{kind}",
     )
     deps.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=deps.workdir) as scratch:
@@ -311,7 +312,11 @@ async def _sign_and_store(
             await deps.documents.get_into(folder.document.object_name, sink)
         applied = await deps.signer.sign(request, source, target)
         upload = UploadedFile(target, folder.document.filename)
-        document = await _store(deps, name, upload)
+        try:
+            document = await _store(deps, name, upload)
+        except BaseException:
+            await _forget(deps, [name])
+            raise
     signature = SignatureInfo(
         step=step,
         kind=kind,
@@ -336,7 +341,7 @@ async def _sign_and_store(
 
 async def _seal_if_due(loaded: LoadedFolder, deps: Deps, *, defer: bool = True) -> Folder:
     """Apply due seals now. When that fails and `defer`, the human action that led here still
-    stands: the seal consumer applies the seal later (see `seal_pending`)."""
+    stands: the `parapheur-seals` consumer applies the seal later."""
     try:
         return await _apply_due_seals(loaded, deps)
     except errors.ParapheurError as error:

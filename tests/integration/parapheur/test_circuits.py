@@ -169,3 +169,32 @@ async def test_a_seal_that_failed_inline_is_applied_later_by_the_seal_consumer(
 
         await eventually(sealed, timeout=60)
         assert flaky.failed
+
+
+async def test_an_all_of_signature_step_takes_one_valid_signature_per_signer(
+    parapheur: Parapheur, trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    both = {
+        "id": "convention",
+        "name": "Convention",
+        "steps": [
+            {
+                "kind": "signature",
+                "mode": "all",
+                "actors": [{"kind": "user", "id": "bob"}, {"kind": "user", "id": "carol"}],
+            }
+        ],
+    }
+    await parapheur.circuit(both)
+    sam = parapheur.agent("sam")
+    folder = (await parapheur.submit(sam, circuit_id="convention")).json()["id"]
+    first = await parapheur.act(folder, 0, "sign", parapheur.agent("bob", substantial=True))
+    assert first.json()["waiting_for_users"] == ["carol"], first.text
+    second = await parapheur.act(folder, 0, "sign", parapheur.agent("carol", substantial=True))
+    assert second.json()["status"] == "signed", second.text
+    download = await parapheur.http.get(f"/v1/folders/{folder}/document", headers=sam)
+    final = tmp_path / "convention.pdf"
+    final.write_bytes(download.content)
+    report = await validate_pdf(final, [trust_env.pki.ca_pem_path])
+    assert len(report.signatures) == 2
+    assert report.all_ok, report
