@@ -43,6 +43,15 @@ class KernelSettings(BaseSettings):
     )
     nats_tls_ca_file: str | None = None
     nats_connect_timeout_s: float = 2.0
+    nats_ping_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "How often to ping the server. A frozen server (a stalled VM, a partition) keeps "
+            "its TCP connection open; only missed pongs reveal it and trigger the failover."
+        ),
+    )
+    nats_max_outstanding_pings: int = Field(default=3, ge=1)
     publish_deadline_s: float = Field(
         default=15.0,
         gt=0,

@@ -25,10 +25,13 @@ from identity.manifest import RESOURCES
 from identity.service_layer.handlers import Deps
 from identity.service_layer.provider import Provider
 from identity.settings import IdentitySettings
+from mutualis_kernel import __version__
 from mutualis_kernel.bus.connection import connect
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.http import create_app
+from mutualis_kernel.logging import configure_logging
 from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources
+from mutualis_kernel.telemetry import setup_telemetry
 from mutualis_kernel.tenants import default_tenants
 
 log = structlog.get_logger("identity")
@@ -103,6 +106,7 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
         host=identity.settings.http_host,
         port=identity.settings.http_port,
         log_level="warning",
+        log_config=None,  # the kernel's structlog configuration formats uvicorn's logs
         lifespan="off",
     )
     server = uvicorn.Server(config)
@@ -126,11 +130,19 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
 
 async def run(settings: IdentitySettings | None = None) -> None:
     """Run until SIGTERM/SIGINT (the lifecycle in one function, for the shared runner)."""
-    identity = await build(settings or IdentitySettings())
+    settings = settings or IdentitySettings()
+    configure_logging("identity", level=settings.log_level, fmt=settings.log_format)
+    telemetry = setup_telemetry(
+        "identity", service_version=__version__, datacenter=settings.datacenter
+    )
+    identity = await build(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serving(identity):
-        log.info("identity.started", issuer=identity.settings.issuer)
-        await stop.wait()
+    try:
+        async with serving(identity):
+            log.info("identity.started", issuer=identity.settings.issuer)
+            await stop.wait()
+    finally:
+        telemetry.shutdown()

@@ -430,3 +430,24 @@ def mail(run_dir: RunDir = DEFAULT_RUN_DIR, as_json: JsonOutput = False) -> None
             f"{received:%Y-%m-%d %H:%M:%S}  {', '.join(message.get('to', []))}  "
             f"{message.get('subject', '')}"
         )
+
+
+@app.command()
+def restart(
+    label: Annotated[str, typer.Argument(help="The instance, e.g. parapheur@dc1.")],
+    run_dir: RunDir = DEFAULT_RUN_DIR,
+    kill: Annotated[
+        bool, typer.Option("--kill", help="SIGKILL instead of a graceful SIGTERM (a crash).")
+    ] = False,
+) -> None:
+    """Stop one service instance and start it again with the same settings."""
+    try:
+        service = platform.restart_service(
+            run_dir.resolve(), label, installed_manifests(), kill=kill
+        )
+    except (platform.BadOptions, platform.AlreadyRunning) as error:
+        fail(str(error), 2)
+    except ServiceNotReady as error:
+        fail(str(error))
+    console.print(f"[green]✓[/] {service.label} restarted (pid {service.pid}) at {service.url}")
+

@@ -10,6 +10,8 @@ even after the supervisor itself was killed. Stop: services first (newest first)
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +40,7 @@ from mutualis_cli.supervisor import (
     process_alive,
     stop_process,
     stop_processes,
+    wait_gone,
 )
 from mutualis_cli.supervisor import wait_ready as wait_service_ready
 from mutualis_cli.wiring import sink_launches, trust_launches, with_shared_environment
@@ -344,3 +347,52 @@ def down(run_dir: Path, console: Console) -> bool:
         stop_process(supervisor, "mutualis", SERVICE_STOP_TIMEOUT_S + NATS_STOP_TIMEOUT_S + 5)
     stop_platform(state, console)
     return True
+
+
+# -- one instance again ---------------------------------------------------------------------
+def options_of(state: RunState) -> UpOptions:
+    """The options `up` ran with, rebuilt from the state file."""
+    topology = state.topology
+    return UpOptions(
+        run_dir=Path(state.run_dir),
+        single=len(topology.datacenters) == 1,
+        ha=topology.ha,
+        nats_port=topology.client_port_base,
+        nats_monitor_port=topology.monitor_port_base,
+        nats_cluster_port=topology.cluster_port_base,
+        port_base_services=topology.service_port_base,
+    )
+
+
+def restart_service(
+    run_dir: Path, label: str, manifests: Sequence[ServiceManifest], *, kill: bool = False
+) -> ServiceState:
+    """Stop one instance (SIGTERM, or SIGKILL with `kill`) and start it again with the same
+    settings, as an SRE does after a fix or a drill does to a service mid-journey."""
+    state = load_state(run_dir)
+    if state is None:
+        raise AlreadyRunning(f"nothing runs from {run_dir}")
+    current = next((s for s in state.services if s.label == label), None)
+    if current is None:
+        known = ", ".join(s.label for s in state.services)
+        raise BadOptions(f"no instance {label!r} runs; running: {known}")
+    options = options_of(state)
+    running_names = {s.name for s in state.services}
+    launches = plan_platform(
+        options, options.topology(), [m for m in manifests if m.name in running_names]
+    )
+    launch = next(launch for launch in launches if launch.label == label)
+    if current.pid is not None:
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(current.pid, signal.SIGKILL)
+        else:
+            stop_process(current.pid, current.name, SERVICE_STOP_TIMEOUT_S)
+        wait_gone([current.pid], SERVICE_STOP_TIMEOUT_S)
+    pid = launch.start()
+    current.pid = pid
+    save_state(state)
+    wait_service_ready(
+        launch.label, launch.url, pid, launch.log_path, options.start_timeout_s, launch.ready_path
+    )
+    return current

@@ -13,7 +13,9 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from mutualis_kernel.bus.connection import connect
 from mutualis_kernel.bus.publisher import EventPublisher
+from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.streams import KERNEL_RESOURCES, Resources, apply_resources, events_stream
 from mutualis_kernel.testing.demo_events import ParcelRegistered
@@ -105,11 +107,9 @@ class ChaosBus:
 
 @pytest.fixture
 async def chaos_bus(fresh_cluster: LocalCluster) -> AsyncIterator[ChaosBus]:
-    nc = await nats.connect(
-        servers=fresh_cluster.urls_for("dc1"),
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.1,
-        dont_randomize=True,
+    # The kernel's own connection: local datacenter first, pings that reveal a frozen node.
+    nc = await connect(
+        KernelSettings(dev_mode=True, nats_urls=fresh_cluster.urls_for("dc1"))
     )
     js = nc.jetstream()
     await apply_resources(

@@ -105,9 +105,15 @@ class Journey:
 
     # -- plumbing ------------------------------------------------------------------------
     def _headers(self, token: str) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {token}"}
-        propagate.inject(headers)  # the journey's trace continues in every service
-        return headers
+        return {"Authorization": f"Bearer {token}"}
+
+    @staticmethod
+    def _client(timeout: float = 30) -> httpx.AsyncClient:
+        async def carry_trace(request: httpx.Request) -> None:
+            # Every request, logins included, continues the journey's trace in the services.
+            propagate.inject(request.headers)
+
+        return httpx.AsyncClient(timeout=timeout, event_hooks={"request": [carry_trace]})
 
     def _step(self, text: str) -> None:
         elapsed = round(time.monotonic() - self._started, 3)
@@ -149,11 +155,11 @@ class Journey:
         cast = people(self.tenant)
         issuer = self.urls.identity
         async with (
-            httpx.AsyncClient(timeout=30) as submitter_browser,
-            httpx.AsyncClient(timeout=30) as reviewer_browser,
-            httpx.AsyncClient(timeout=30) as signatory_browser,
-            httpx.AsyncClient(timeout=30) as archivist_browser,
-            httpx.AsyncClient(timeout=60) as api,
+            self._client() as submitter_browser,
+            self._client() as reviewer_browser,
+            self._client() as signatory_browser,
+            self._client() as archivist_browser,
+            self._client(timeout=60) as api,
         ):
             submitter = await browser_login(
                 submitter_browser, issuer, cast["submitter"].username, DEMO_PASSWORD

@@ -248,10 +248,13 @@ async def test_erasure_purges_contact_preferences_inbox_and_keeps_anonymous_coun
             )
 
             async def erased() -> bool:
-                return await stores.contact(TENANT, "u-erase") is None
+                # The purge runs contact, preferences, inbox in turn: wait for the last one.
+                return (
+                    await stores.contact(TENANT, "u-erase") is None
+                    and await stores.inbox_items(TENANT, "u-erase") == []
+                )
 
-            await eventually(erased, what="contact purged")
-            assert await stores.inbox_items(TENANT, "u-erase") == []
+            await eventually(erased, what="contact and inbox purged")
             entries = [n async for n, _ in stores.notifications(TENANT)]
             assert entries
             assert all(n.address is None and n.user_id is None for n in entries)

@@ -21,7 +21,7 @@ from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.issuer import TestIssuer
 from mutualis_trust.identities import SigningIdentities
 from mutualis_trust.pkcs11 import Token
-from mutualis_trust.testing import TrustEnv, minimal_pdf, trust_env  # noqa: F401 - fixture
+from mutualis_trust.testing import TrustEnv, minimal_pdf
 from parapheur.adapters.signing import TrustSigner
 from parapheur.bootstrap import wire
 from parapheur.manifest import MANIFEST
@@ -113,7 +113,7 @@ class Parapheur:
 
 
 @pytest.fixture
-def signer(trust_env: TrustEnv) -> Iterator[DocumentSigner]:  # noqa: F811
+def signer(trust_env: TrustEnv) -> Iterator[DocumentSigner]:
     token = Token.connect(trust_env.token)
     try:
         yield TrustSigner(
@@ -147,6 +147,7 @@ async def running_parapheur(
     await apply_resources(platform.js, IDENTITY_MANIFEST.resources, 3)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    wiring: Wiring | None = None
     try:
         wiring = await wire(platform, signer=signer, verifier=issuer.verifier("mutualis:parapheur"))
         tasks = [asyncio.create_task(c.run(stop)) for c in wiring.consumers]
@@ -157,7 +158,7 @@ async def running_parapheur(
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
-        for hook in wiring.on_stop:
+        for hook in wiring.on_stop if wiring else []:
             await hook()
         await platform.nc.drain()
 
