@@ -46,10 +46,20 @@ async def ensure_stream(js: JetStreamContext, replicas: int) -> None:
         allow_msg_ttl=True,
         duplicate_window=120.0,
     )
-    try:
-        await js.stream_info(STREAM)
-    except NotFoundError:
-        await js.add_stream(config)
+    # Right after a cluster starts a peer may not be placed yet: be as patient as the runner.
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        try:
+            try:
+                await js.stream_info(STREAM)
+            except NotFoundError:
+                await js.add_stream(config)
+            return
+        except Exception as error:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("deadlines.stream_retry", error=repr(error))
+            await asyncio.sleep(0.5)
 
 
 class NatsDeadlines:

@@ -1,8 +1,8 @@
 """Feeds the in-memory task board from PARAPHEUR_EVENTS with an ordered, ephemeral consumer.
 
 Each instance reads the whole stream from the start (an ordered consumer: in order, no acks,
-recreated by nats-py after a gap), then follows it; the board is `caught_up` once it has
-applied everything that was in the stream when the feed started.
+recreated by nats-py after a gap), then follows it; the board is `caught_up` once the
+consumer has nothing pending and every message it delivered has been applied.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ FOLDER_EVENTS = "evt.parapheur.*.folder.>"
 
 
 async def run_feed(js: JetStreamContext, board: TaskBoard, stop: asyncio.Event) -> None:
-    info = await js.stream_info(STREAM)
-    target = info.state.last_seq
-    if target == 0:
-        board.caught_up = True
+    handled = 0
 
     async def on_message(message: Msg) -> None:
+        nonlocal handled
         sequence = message.metadata.sequence.stream
         try:
             envelope = decode(message.subject, message.headers, message.data)
@@ -37,8 +35,7 @@ async def run_feed(js: JetStreamContext, board: TaskBoard, stop: asyncio.Event) 
             log.warning("feed.undecodable", subject=message.subject, reason=error.reason)
         else:
             board.apply(envelope.tenant, envelope.aggregate_id, envelope.data, sequence)
-        if sequence >= target:
-            board.caught_up = True
+        handled += 1
 
     subscription = await js.subscribe(
         FOLDER_EVENTS,
@@ -49,12 +46,14 @@ async def run_feed(js: JetStreamContext, board: TaskBoard, stop: asyncio.Event) 
     )
     try:
         while not board.caught_up and not stop.is_set():
-            # Folder events may not be the stream's last ones (delegations): check the
-            # consumer's position too.
+            # Caught up: nothing left for the consumer to deliver, and every delivered
+            # message handled (the stream's last events may be other than folder events).
             consumer = await subscription.consumer_info()
-            if consumer.delivered is not None and (consumer.delivered.stream_seq or 0) >= target:
-                board.caught_up = consumer.num_pending == 0
-            await asyncio.sleep(0.05)
+            delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
+            if consumer.num_pending == 0 and handled >= (delivered or 0):
+                board.caught_up = True
+            else:
+                await asyncio.sleep(0.05)
         await stop.wait()
     finally:
         await subscription.unsubscribe()

@@ -225,6 +225,17 @@ async def test_a_restart_mid_circuit_loses_nothing(
         await first.circuit(ARRETE)
         folder = (await first.submit(first.agent("sam"))).json()["id"]
         await first.act(folder, 0, "approve", first.agent("alice", "bordeaux", "desk:secretariat"))
+        # The stream's last event is then not a folder event: readiness must still come.
+        now = datetime.now(UTC)
+        await first.http.post(
+            "/v1/delegations",
+            json={
+                "delegate": "carol",
+                "starts_at": now.isoformat(),
+                "ends_at": (now + timedelta(days=1)).isoformat(),
+            },
+            headers=first.agent("dave"),
+        )
     async with running_parapheur(nats_cluster, issuer, signer, tmp_path) as second:
         bob = second.agent("bob", "bordeaux", substantial=True)
 
@@ -232,6 +243,15 @@ async def test_a_restart_mid_circuit_loses_nothing(
             tasks = (await second.http.get("/v1/tasks", headers=bob)).json()
             return folder in [t["id"] for t in tasks["items"]]
 
+        async def ready() -> bool:
+            return (await second.http.get("/readyz")).status_code == 200
+
+        await eventually(ready)
+
+        async def ready() -> bool:
+            return (await second.http.get("/readyz")).status_code == 200
+
+        await eventually(ready)
         await eventually(bob_sees_it)
         signed = await second.act(folder, 1, "sign", bob)
         assert signed.json()["status"] == "signed", signed.text
