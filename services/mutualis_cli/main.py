@@ -386,8 +386,6 @@ def dlq_replay(
     console.print(f"{len(outcomes)} replayed")
 
 
-if __name__ == "__main__":
-    app()
 
 
 # -- development helpers --------------------------------------------------------------------
@@ -451,3 +449,6 @@ def restart(
         fail(str(error))
     console.print(f"[green]✓[/] {service.label} restarted (pid {service.pid}) at {service.url}")
 
+
+if __name__ == "__main__":
+    app()

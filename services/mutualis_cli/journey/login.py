@@ -8,10 +8,12 @@ the forms are parsed from the HTML the person would see.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from html import unescape
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -94,10 +96,18 @@ async def browser_login(
     if response.status_code in (200, 400) and 'name="code"' in response.text:
         if totp_secret is None:
             raise LoginFailed(f"{username} must give a one-time code")
-        response = await http.post(
-            f"{issuer}/login/otp",
-            data={"request": _request_id(response.text), "code": pyotp.TOTP(totp_secret).now()},
-        )
+        totp = pyotp.TOTP(totp_secret)
+        for attempt in range(3):
+            response = await http.post(
+                f"{issuer}/login/otp",
+                data={"request": _request_id(response.text), "code": totp.now()},
+            )
+            if 'name="code"' not in response.text:
+                break
+            # Each code works once: someone (another journey as the same person) used this
+            # one. A person would wait for the next code; so do we.
+            if attempt < 2:
+                await asyncio.sleep(totp.interval - time.time() % totp.interval + 0.2)
     if response.status_code not in (302, 303):
         _request_id(response.text)  # raises with the page's error message
         raise LoginFailed(f"login of {username} ended with HTTP {response.status_code}")

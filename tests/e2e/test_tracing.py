@@ -1,0 +1,65 @@
+"""One trace per folder journey, across every service, as the OTLP collector receives it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from mutualis_cli.journey.scenario import DEMO_PASSWORD, Journey
+from mutualis_kernel.testing.otlp import ReceivedSpan
+from mutualis_kernel.testing.span_capture import SpanCapture
+from mutualis_trust.testing import minimal_pdf
+
+from .conftest import RunningPlatform
+
+SERVICES = {"identity", "parapheur", "archive", "notifications"}
+
+
+async def test_a_folder_journey_is_one_trace_through_every_service(
+    running_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    capture = SpanCapture()  # this process's own spans: the journey's root
+    result = await Journey(running_platform.urls, "floirac", out_dir=tmp_path).run(
+        minimal_pdf("Arrêté de Floirac")
+    )
+    root = next(s for s in capture.spans if s.name == "journey folder")
+    root_id = f"{root.context.span_id:016x}"
+
+    spans: list[ReceivedSpan] = []
+    for _ in range(150):  # the services export in batches
+        spans = running_platform.receiver.trace(result.trace_id)
+        if {s.service for s in spans} >= SERVICES and any(
+            s.kind == "consumer" and s.service == "archive" for s in spans
+        ):
+            break
+        await asyncio.sleep(0.2)
+
+    assert {s.service for s in spans} >= SERVICES, {s.service for s in spans}
+    by_id = {s.span_id: s for s in spans}
+    for span in spans:
+        assert span.parent_span_id in by_id or span.parent_span_id == root_id, (
+            f"{span.service} {span.name} hangs from an unknown parent"
+        )
+
+    # The archive's ingest is a child of the parapheur's folder.completed publish.
+    ingest = next(
+        s
+        for s in spans
+        if s.service == "archive" and s.name == "process parapheur.folder.completed"
+    )
+    publish = by_id[ingest.parent_span_id]
+    assert (publish.service, publish.kind) == ("parapheur", "producer")
+    assert ingest.attributes["messaging.system"] == "nats"
+    assert ingest.attributes["mutualis.tenant"] == "floirac"
+    assert publish.attributes["messaging.destination.name"].endswith(".folder.completed")
+
+    server_spans = [s for s in spans if s.kind == "server"]
+    assert {s.service for s in server_spans} >= {"identity", "parapheur", "archive"}
+    for span in spans:
+        assert span.resource.get("cloud.availability_zone") == "dc1"
+
+    # No personal data in spans: no addresses, no passwords, no names.
+    for span in spans:
+        text = repr(span.attributes)
+        assert "@example.org" not in text
+        assert DEMO_PASSWORD not in text
