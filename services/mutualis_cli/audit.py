@@ -61,7 +61,9 @@ def audit(
     since: Annotated[
         str, typer.Option("--since", help="ISO 8601 start, e.g. 2026-11-29T00:00 (UTC if no zone).")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable document.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable document.")
+    ] = False,
     nats_url: Annotated[
         list[str] | None,
         typer.Option("--nats-url", help="NATS server URL (repeatable); default: the run dir's."),
@@ -82,8 +84,6 @@ def audit(
         errors.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(
-            json.dumps([entry.model_dump(mode="json") for entry in entries], indent=2)
-        )
+        typer.echo(json.dumps([entry.model_dump(mode="json") for entry in entries], indent=2))
         return
     Console(highlight=False).print(table(entries))

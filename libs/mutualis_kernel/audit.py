@@ -1,0 +1,210 @@
+"""The audit trail: security-relevant events of every service, read back from their streams.
+
+There is no audit store of its own: the services' event streams are kept forever and already
+record who logged in, who was granted a role, who signed, who read or disposed of a record.
+This module owns the list of which event types count as security-relevant (`AUDITED`), how to
+read an actor and an object out of each (by field name: the kernel imports no service), and a
+reader that lists them for one tenant since a time, in time order.
+
+The reader uses an ephemeral, acknowledgement-free consumer per stream, started at the given
+time and filtered on the tenant's subjects; it never changes a stream and leaves nothing
+behind (the consumer expires on its own if the reader dies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel
+
+from mutualis_kernel.events.registry import type_name
+
+
+@dataclass(frozen=True)
+class AuditRule:
+    """How one event type reads as an audit entry.
+
+    `actor_fields`: payload fields naming who acted, first present wins (a login's actor is
+    the person who logged in; a disposal's is who approved it). `object_fields`: payload fields
+    naming what was acted on; the aggregate id is used when none is present.
+    """
+
+    service: str
+    event_name: str
+    action: str
+    actor_fields: tuple[str, ...] = ()
+    object_fields: tuple[str, ...] = ()
+    version: int = 1
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.service, self.event_name, self.version)
+
+
+#: Every event type the audit trail lists. A new security-relevant event joins here.
+AUDITED: tuple[AuditRule, ...] = (
+    # identity: authentication
+    AuditRule("identity", "login.succeeded", "login.succeeded", ("user_id",), ("client_id",)),
+    AuditRule("identity", "login.failed", "login.failed", ("user_id",), ("reason",)),
+    AuditRule("identity", "refresh.reused", "refresh.reused", ("user_id",), ("client_id",)),
+    # identity: administration
+    AuditRule("identity", "user.registered", "user.registered", (), ("user_id",)),
+    AuditRule("identity", "user.updated", "user.updated", (), ("user_id",)),
+    AuditRule("identity", "user.erased", "user.erased", (), ("user_id",)),
+    AuditRule("identity", "role.granted", "role.granted", ("by",), ("user_id", "role")),
+    AuditRule("identity", "role.revoked", "role.revoked", ("by",), ("user_id", "role")),
+    AuditRule("identity", "client.registered", "client.registered", (), ("client_id",)),
+    # parapheur: signatures and delegations of signing power
+    AuditRule("parapheur", "step.signed", "step.signed", ("actor",), ()),
+    AuditRule("parapheur", "step.rejected", "step.rejected", ("actor",), ()),
+    AuditRule(
+        "parapheur", "delegation.granted", "delegation.granted", ("delegator",), ("delegate",)
+    ),
+    AuditRule("parapheur", "delegation.revoked", "delegation.revoked", ("by",), ("delegation_id",)),
+    # archive: access, holds, disposal, integrity
+    AuditRule("archive", "record.accessed", "record.accessed", ("by",), ("record_id",)),
+    AuditRule("archive", "record.disposed", "record.disposed", ("approved_by",), ("record_id",)),
+    AuditRule("archive", "hold.placed", "hold.placed", ("by",), ("record_id",)),
+    AuditRule("archive", "hold.released", "hold.released", ("by",), ("record_id",)),
+    AuditRule(
+        "archive", "disposal.approved", "disposal.approved", ("approved_by",), ("disposal_id",)
+    ),
+    AuditRule("archive", "integrity.failed", "integrity.failed", (), ("record_id", "reference")),
+)
+
+
+class AuditEntry(BaseModel):
+    """One security-relevant action, as the trail lists it."""
+
+    time: datetime
+    tenant: str
+    service: str
+    action: str
+    actor: str | None
+    object: str
+    event_id: str
+    event_type: str
+    stream_sequence: int | None = None
+
+
+def _first(payload: Mapping[str, Any], fields: Iterable[str]) -> str | None:
+    for name in fields:
+        value = payload.get(name)
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def entry_from(
+    rule: AuditRule,
+    subject: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    stream_sequence: int | None = None,
+) -> AuditEntry | None:
+    """The audit entry for one stored event, or None when it cannot be read as one."""
+    try:
+        payload = json.loads(body)
+        when = datetime.fromisoformat(headers["ce-time"])
+    except (KeyError, ValueError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    tokens = subject.split(".")
+    aggregate_id = tokens[4] if len(tokens) == 7 else headers.get("ce-subject", "")
+    return AuditEntry(
+        time=when if when.tzinfo else when.replace(tzinfo=UTC),
+        tenant=headers.get("ce-tenant", ""),
+        service=rule.service,
+        action=f"{rule.service}.{rule.action}",
+        actor=_first(payload, rule.actor_fields),
+        object=_first(payload, rule.object_fields) or aggregate_id,
+        event_id=headers.get("ce-id", ""),
+        event_type=rule.type_name,
+        stream_sequence=stream_sequence,
+    )
+
+
+class AuditReader:
+    """Lists a tenant's audit entries from the services' event streams."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        rules: Sequence[AuditRule] = AUDITED,
+        *,
+        batch: int = 256,
+        fetch_timeout_s: float = 1.0,
+    ) -> None:
+        self._js = js
+        self._rules = {rule.type_name: rule for rule in rules}
+        self._services = sorted({rule.service for rule in rules})
+        self._batch = batch
+        self._fetch_timeout_s = fetch_timeout_s
+
+    async def entries(self, tenant: str, since: datetime) -> list[AuditEntry]:
+        """Every audited event of `tenant` stored since `since`, oldest first."""
+        found: list[AuditEntry] = []
+        for service in self._services:
+            found.extend(await self._read_stream(service, tenant, since))
+        found.sort(key=lambda entry: (entry.time, entry.service, entry.stream_sequence or 0))
+        return found
+
+    async def _read_stream(self, service: str, tenant: str, since: datetime) -> list[AuditEntry]:
+        stream = f"{service.upper()}_EVENTS"
+        try:
+            await self._js.stream_info(stream)
+        except NotFoundError:
+            return []  # a service not installed here has nothing to audit
+        start = since if since.tzinfo else since.replace(tzinfo=UTC)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=start.astimezone(UTC),
+            ack_policy=AckPolicy.NONE,
+            # Gone by itself if this reader crashes before unsubscribing.
+            inactive_threshold=30.0,
+            filter_subjects=[f"evt.{service}.{tenant}.>"],
+        )
+        subscription = await self._js.pull_subscribe(
+            f"evt.{service}.{tenant}.>", stream=stream, config=config
+        )
+        entries: list[AuditEntry] = []
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(self._batch, timeout=self._fetch_timeout_s)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    break
+                pending = 0
+                for message in messages:
+                    pending = message.metadata.num_pending
+                    headers = message.headers or {}
+                    rule = self._rules.get(headers.get("ce-type", ""))
+                    if rule is None:
+                        continue
+                    sequence = message.metadata.sequence
+                    entry = entry_from(
+                        rule,
+                        message.subject,
+                        headers,
+                        message.data,
+                        sequence.stream if sequence else None,
+                    )
+                    if entry is not None:
+                        entries.append(entry)
+                if pending == 0:
+                    break
+        finally:
+            # Should this fail, the ephemeral consumer expires on its own.
+            with contextlib.suppress(TimeoutError, nats.errors.Error):
+                await subscription.unsubscribe()
+        return entries
