@@ -58,6 +58,13 @@ class KernelSettings(BaseSettings):
         description="How long a publish keeps retrying through a leader election.",
     )
     stream_replicas: int = Field(default=3, ge=1, le=5)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Browser origins allowed to call this API cross-origin (CORS); empty: no CORS "
+            "headers at all, so browsers refuse every cross-origin call."
+        ),
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -92,6 +93,15 @@ def create_app(
     app.add_middleware(UnhandledErrors)
     app.add_middleware(RequestContext)
     app.add_middleware(SecurityHeaders, hsts=not settings.dev_mode)
+    if settings.allowed_origins:
+        # Only registered origins: no wildcard, so a page elsewhere cannot read our answers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER, TENANT_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
 
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls=",".join(f"{path}$" for path in UNTRACED_PATHS)
