@@ -7,6 +7,7 @@ a flow (the login POST, the code exchange, a refresh) can carry on.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Mapping
@@ -221,7 +222,11 @@ class Provider:
         if is_throttled(self.throttle, account, by_address, time.time()):
             await self._login_failed(user, "throttled")
             return None
-        ok = self.deps.passwords.verify(user.password_hash if user else None, password)
+        # argon2 releases the GIL: in a thread, one login hashes on one core while the event
+        # loop keeps serving other requests on the other.
+        ok = await asyncio.to_thread(
+            self.deps.passwords.verify, user.password_hash if user else None, password
+        )
         if not ok or user is None:
             await self._record_failure(account_key)
             await self._record_failure(address_key)
