@@ -73,6 +73,10 @@ class BackupCorrupted(BackupError):
     """A backup directory that is incomplete or whose files do not match its manifest."""
 
 
+class BackupExists(BackupError):
+    """A backup asked into a directory that already holds one: backups are never mixed."""
+
+
 class StreamsExist(BackupError):
     """A restore that would overwrite streams already in the cluster."""
 
@@ -279,7 +283,9 @@ async def backup_all(
     started = time.monotonic()
     root = Path(dir)
     if (root / MANIFEST_FILE).exists():
-        raise BackupError(f"{root} already holds a backup ({root / MANIFEST_FILE}): pick a new one")
+        raise BackupExists(
+            f"{root} already holds a backup ({root / MANIFEST_FILE}): pick a new directory"
+        )
     existing = await stream_names(js)
     chosen = list(streams) if streams is not None else existing
     unknown = sorted(set(chosen) - set(existing))
