@@ -1,0 +1,216 @@
+"""Archive ingest and fixity audit throughput against raw Object Store puts and raw hashlib.
+
+Ingest: the path the API's `POST /v1/archive/{tenant}/records` takes once the multipart body is
+parsed (the HTTP layer is left out so that 50 MiB bodies are not built in memory by the client):
+`stage` (copy to a temp file, SHA-256 + SHA-512 + format identification on the way, in a thread),
+then `ArchiveService.ingest` (declared-hash check, Object Store `put` from the staged file into
+the R3 `archive_content` bucket, `record.ingested` appended with optimistic concurrency, search
+projection, hash-chained journal entry). Raw baseline: nats-py `object_store.put` of the same
+file into the same bucket. Ingest never timestamps (only sealing does), so no TSA runs here.
+
+Fixity: `archive.adapters.content.fixity_digest` (ordered-consumer stream of the object's
+chunks, SHA-256 + SHA-512) against raw `hashlib.sha256` over the same bytes read from a file,
+which is the issue's target; like-for-like references are also reported: SHA-256 + SHA-512
+over the file (the audit's hashing work without NATS), and the object stream read without
+hashing (the NATS side alone).
+
+Files are written to a temp dir in 1 MiB pieces; repetitions alternate raw and ours so drift
+in the machine's load hits both; medians are reported. Sizes in MiB, rates in MiB/s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from archive.adapters.content import CHUNK, fixity_digest, iter_object, stage
+from archive.adapters.timestamper import RemoteTsa
+from archive.bootstrap import build_service
+from archive.domain.commands import Actor, Ingest
+from archive.domain.model import RecordMetadata, RetentionRule
+from archive.manifest import CONTENT, MANIFEST
+from archive.service_layer.handlers import ArchiveService
+from archive.settings import ArchiveSettings
+from bench.harness import ratio, three_datacenters
+from mutualis_kernel.logging import configure_logging
+from mutualis_kernel.runner import open_platform
+
+MIB = 1024 * 1024
+TENANT = "bordeaux"
+AGENT = Actor("bench-agent", frozenset({"agent"}))
+
+
+def write_file(path: Path, size: int) -> Path:
+    with path.open("wb") as out:
+        left = size
+        while left:
+            piece = min(CHUNK, left)
+            out.write(os.urandom(piece))
+            left -= piece
+    return path
+
+
+def metadata() -> RecordMetadata:
+    today = date.today()
+    return RecordMetadata(
+        title="Délibération du conseil municipal (bench)",
+        originating_service="secretariat-general",
+        document_type="deliberation",
+        document_date=today,
+        retention=RetentionRule(duration="P10Y", final_action="destroy", start_date=today),
+        communicability_delay="P0D",
+        keywords=("bench",),
+    )
+
+
+async def timed(action: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = await action()
+    return time.perf_counter() - started, value
+
+
+async def ingest_once(service: ArchiveService, path: Path, work_dir: Path) -> str:
+    with path.open("rb") as source:
+        staged = await stage(source, work_dir)
+    try:
+        record, created = await service.ingest(
+            Ingest(
+                tenant=TENANT,
+                metadata=metadata(),
+                filename=path.name,
+                source="api",
+                cause=uuid.uuid4().hex,
+                by=AGENT,
+            ),
+            staged,
+        )
+    finally:
+        staged.discard()
+    assert created
+    return record.content.object_name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_sha512_file(path: Path) -> None:
+    first, second = hashlib.sha256(), hashlib.sha512()
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            first.update(chunk)
+            second.update(chunk)
+
+
+def mib_s(size: int, seconds: list[float]) -> float:
+    return round(size / MIB / statistics.median(seconds), 1)
+
+
+async def run(quick: bool = False) -> dict[str, Any]:
+    configure_logging("bench", level="WARNING", fmt="json")
+    plan = {1 * MIB: 4 if quick else 15, 50 * MIB: 2 if quick else 5}
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp_name:
+        tmp = Path(tmp_name)
+        work_dir = tmp / "work"
+        work_dir.mkdir()
+        with three_datacenters() as cluster:
+            settings = ArchiveSettings(
+                dev_mode=True,
+                nats_urls=cluster.client_urls,
+                work_dir=work_dir,
+                log_level="WARNING",
+            )
+            platform = await open_platform(settings, MANIFEST)
+            service = build_service(
+                platform, settings, RemoteTsa("http://127.0.0.1:9/unused", tmp / "none.pem")
+            )
+            store = await platform.js.object_store(CONTENT)
+            # Warm both paths: bucket lookups, inbox subscriptions, the journal's first entry.
+            warm = write_file(tmp / "warm.bin", 256 * 1024)
+            with warm.open("rb") as source:
+                await store.put(f"raw/warm/{uuid.uuid4().hex}", source)  # type: ignore[arg-type]
+            await ingest_once(service, warm, work_dir)
+
+            ingest: dict[str, Any] = {}
+            fixity: dict[str, Any] = {}
+            for size, reps in plan.items():
+                label = f"{size // MIB}MiB"
+                path = write_file(tmp / f"{label}.bin", size)
+                raw_s: list[float] = []
+                ours_s: list[float] = []
+                names: list[str] = []
+                for _ in range(reps):
+                    with path.open("rb") as source:
+                        name = f"raw/{label}/{uuid.uuid4().hex}"
+                        elapsed, _ = await timed(lambda: store.put(name, source))  # type: ignore[arg-type]  # noqa: B023
+                    raw_s.append(elapsed)
+                    elapsed, object_name = await timed(
+                        lambda: ingest_once(service, path, work_dir)  # noqa: B023
+                    )
+                    ours_s.append(elapsed)
+                    names.append(object_name)
+                ingest[label] = {
+                    "repetitions": reps,
+                    "raw_object_store_put_mib_s": mib_s(size, raw_s),
+                    "archive_ingest_mib_s": mib_s(size, ours_s),
+                    "ratio": ratio(statistics.median(raw_s), statistics.median(ours_s)),
+                    "target": 0.8,
+                }
+
+                expected = sha256_file(path)
+                hash_s: list[float] = []
+                both_s: list[float] = []
+                read_s: list[float] = []
+                audit_s: list[float] = []
+                for n in range(reps):
+                    started = time.perf_counter()
+                    assert sha256_file(path) == expected
+                    hash_s.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    sha256_sha512_file(path)
+                    both_s.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    async for _chunk in iter_object(platform.js, CONTENT, names[n]):
+                        pass
+                    read_s.append(time.perf_counter() - started)
+                    elapsed, result = await timed(
+                        lambda: fixity_digest(platform.js, CONTENT, names[n])  # noqa: B023
+                    )
+                    assert result.sha256 == expected
+                    audit_s.append(elapsed)
+                fixity[label] = {
+                    "repetitions": reps,
+                    "raw_sha256_file_mib_s": mib_s(size, hash_s),
+                    "fixity_digest_mib_s": mib_s(size, audit_s),
+                    "ratio": ratio(statistics.median(hash_s), statistics.median(audit_s)),
+                    "target": 0.8,
+                    "reference_sha256_plus_sha512_file_mib_s": mib_s(size, both_s),
+                    "ratio_to_sha256_plus_sha512": ratio(
+                        statistics.median(both_s), statistics.median(audit_s)
+                    ),
+                    "reference_object_stream_read_only_mib_s": mib_s(size, read_s),
+                }
+                path.unlink()
+            await platform.nc.close()
+    figures["workload"] = {
+        "files": "random bytes (incompressible), 1 MiB and 50 MiB, read from a temp file",
+        "bucket": f"{CONTENT}, Object Store R3, one replica per datacenter",
+        "ingest": "stage (copy + SHA-256 + SHA-512 + format) then ArchiveService.ingest",
+        "units": "MiB/s, median of the repetitions; raw and ours alternate",
+    }
+    figures["ingest"] = ingest
+    figures["fixity"] = fixity
+    return figures
