@@ -13,6 +13,7 @@ behind (the consumer expires on its own if the reader dies).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 from pydantic import BaseModel
 
 from mutualis_kernel.events.registry import type_name
@@ -166,6 +167,8 @@ class AuditReader:
         except NotFoundError:
             return []  # a service not installed here has nothing to audit
         start = since if since.tzinfo else since.replace(tzinfo=UTC)
+        if start > datetime.now(UTC):
+            return []  # nothing has happened yet after a moment still to come
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_TIME,
             opt_start_time=start.astimezone(UTC),
@@ -178,12 +181,20 @@ class AuditReader:
             f"evt.{service}.{tenant}.>", stream=stream, config=config
         )
         entries: list[AuditEntry] = []
+        unavailable = 0
         try:
             while True:
                 try:
                     messages = await subscription.fetch(self._batch, timeout=self._fetch_timeout_s)
                 except (TimeoutError, nats.errors.TimeoutError):
                     break
+                except ServiceUnavailableError:
+                    # The clustered consumer is not ready on every peer yet: ask again.
+                    unavailable += 1
+                    if unavailable > 20:
+                        raise
+                    await asyncio.sleep(0.1)
+                    continue
                 pending = 0
                 for message in messages:
                     pending = message.metadata.num_pending

@@ -230,3 +230,32 @@ async def _apply_stream(js: JetStreamContext, config: StreamConfig, report: Appl
 class StreamUpdateRefused(RuntimeError):
     def __init__(self, name: str, fields: list[str], reason: str) -> None:
         super().__init__(f"stream {name}: update of {', '.join(fields)} refused: {reason}")
+
+
+async def apply_resources_patiently(
+    js: JetStreamContext,
+    resources: Resources | Iterable[Resources],
+    replicas: int,
+    *,
+    patience_s: float = 60.0,
+) -> ApplyReport:
+    """`apply_resources`, tried again while the cluster is still settling.
+
+    Right after start (or a restart on existing data) the meta leader is elected within a
+    second but streams take longer to recover; JetStream API calls time out or answer "not
+    found" / "unavailable" meanwhile.
+    """
+    import asyncio
+
+    import nats.errors
+    from nats.js.errors import ServiceUnavailableError
+
+    materialised = resources if isinstance(resources, Resources) else sum(resources, Resources())
+    deadline = asyncio.get_running_loop().time() + patience_s
+    while True:
+        try:
+            return await apply_resources(js, materialised, replicas)
+        except (nats.errors.TimeoutError, ServiceUnavailableError, NotFoundError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)

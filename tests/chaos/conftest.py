@@ -17,7 +17,12 @@ from mutualis_kernel.bus.connection import connect
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import KERNEL_RESOURCES, Resources, apply_resources, events_stream
+from mutualis_kernel.streams import (
+    KERNEL_RESOURCES,
+    Resources,
+    apply_resources_patiently,
+    events_stream,
+)
 from mutualis_kernel.testing.demo_events import ParcelRegistered
 
 
@@ -108,11 +113,9 @@ class ChaosBus:
 @pytest.fixture
 async def chaos_bus(fresh_cluster: LocalCluster) -> AsyncIterator[ChaosBus]:
     # The kernel's own connection: local datacenter first, pings that reveal a frozen node.
-    nc = await connect(
-        KernelSettings(dev_mode=True, nats_urls=fresh_cluster.urls_for("dc1"))
-    )
+    nc = await connect(KernelSettings(dev_mode=True, nats_urls=fresh_cluster.urls_for("dc1")))
     js = nc.jetstream()
-    await apply_resources(
+    await apply_resources_patiently(
         js, KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "chaos"),)), 3
     )
     publisher = EventPublisher(js, source_service="demo", datacenter="dc1", deadline_s=30)

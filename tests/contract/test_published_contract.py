@@ -58,7 +58,7 @@ def test_a_stale_asyncapi_document_fails_with_the_command_to_run(docs_copy: Path
 def test_dropping_a_published_event_type_fails_and_says_how_to_bump(docs_copy: Path) -> None:
     snapshot_file = docs_copy / "event-schemas.json"
     published = json.loads(snapshot_file.read_text("utf-8"))
-    published["mutualis.parapheur.folder.withdrawn.v1"] = {
+    published["mutualis.parapheur.folder.teleported.v1"] = {
         "type": "object",
         "properties": {"reason": {"type": "string"}},
     }
@@ -67,7 +67,7 @@ def test_dropping_a_published_event_type_fails_and_says_how_to_bump(docs_copy: P
     result = contract_command("--check", "--docs-dir", str(docs_copy))
     assert result.returncode == 1
     assert (
-        "removed event type mutualis.parapheur.folder.withdrawn.v1: "
+        "removed event type mutualis.parapheur.folder.teleported.v1: "
         "keep it or publish a new version"
     ) in result.stderr
     assert "bump the version: @domain_event(..., version=N+1)" in result.stderr

@@ -9,7 +9,12 @@ from nats.js import JetStreamContext
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import KERNEL_RESOURCES, Resources, apply_resources, events_stream
+from mutualis_kernel.streams import (
+    KERNEL_RESOURCES,
+    Resources,
+    apply_resources_patiently,
+    events_stream,
+)
 from mutualis_kernel.testing.demo_events import demo_catalog
 
 DEMO_RESOURCES = KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "Demo events"),))
@@ -28,7 +33,7 @@ async def open_bus(cluster: LocalCluster) -> Bus:
         servers=cluster.client_urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1
     )
     js = nc.jetstream()
-    await apply_resources(js, DEMO_RESOURCES, cluster.replicas)
+    await apply_resources_patiently(js, DEMO_RESOURCES, cluster.replicas)
     publisher = EventPublisher(js, source_service="demo", datacenter="dc1")
     return Bus(nc, js, publisher, EventStore(js, demo_catalog))
 
