@@ -179,7 +179,10 @@ def _kv_stream_config(spec: KeyValueSpec, replicas: int) -> StreamConfig:
         subjects=[f"$KV.{spec.bucket}.>"],
         allow_rollup_hdrs=True,
         deny_delete=True,
-        allow_direct=True,
+        # Reads go to the leader: a follower answering a direct get may not have applied a
+        # write that was just acknowledged, and services read their own writes (a contact
+        # saved, then routed to). Consistency first; the benchmarks show the cost.
+        allow_direct=False,
         max_msgs_per_subject=spec.history,
         num_replicas=replicas,
         max_age=spec.ttl_s or 0,
@@ -200,6 +203,7 @@ _COMPARED = (
     "max_msgs_per_subject",
     "deny_delete",
     "deny_purge",
+    "allow_direct",
 )
 
 

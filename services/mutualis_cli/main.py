@@ -20,6 +20,7 @@ from rich.console import Console
 
 from mutualis_cli import deadletters, platform, status, tail
 from mutualis_cli.audit import audit as audit_command
+from mutualis_cli.backup import backup_command, restore_command
 from mutualis_cli.demo import demo as run_demo
 from mutualis_cli.dev import app as dev_app
 from mutualis_cli.drill import drill as run_drill
@@ -52,6 +53,8 @@ app.add_typer(dev_app, name="dev")
 app.command()(run_demo)
 app.command("drill")(run_drill)
 app.command("audit")(audit_command)
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)

@@ -103,6 +103,9 @@ class ChaosBus:
                 batch = await subscription.fetch(1000, timeout=2)
             except nats.errors.TimeoutError:
                 break
+            except nats.js.errors.ServiceUnavailableError:
+                await asyncio.sleep(0.2)  # just after a datacenter loss: ask again
+                continue
             for message in batch:
                 ids[(message.headers or {})["ce-id"]] += 1
                 await message.ack()
