@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
+from mutualis_kernel.bus.errors import PublishTimeout
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.health import ReadinessCheck, health_router
 from mutualis_kernel.telemetry import current_trace_ids
@@ -39,6 +40,9 @@ log = structlog.stdlib.get_logger("mutualis_kernel.http")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 TENANT_HEADER = "x-mutualis-tenant"
 REQUEST_ID_HEADER = "x-request-id"
+#: Seconds a client is told to wait when the bus had no quorum past the publish deadline:
+#: about one more JetStream election (4.5-7 s here).
+PUBLISH_RETRY_AFTER_S = 5
 #: Not traced: probes and scrapes would drown the requests that matter.
 UNTRACED_PATHS = ("/healthz", "/readyz", "/metrics")
 
@@ -85,6 +89,7 @@ def create_app(
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(PublishTimeout, _publish_timeout)
 
     # add_middleware puts each one outside the previous: this reads from the inside out.
     app.add_middleware(
@@ -127,6 +132,17 @@ async def _http_error(_: Request, error: Exception) -> Response:
         {"error": code, "detail": error.detail},
         status_code=error.status_code,
         headers=error.headers,
+    )
+
+
+async def _publish_timeout(_: Request, error: Exception) -> Response:
+    # The request already waited out the publisher's deadline (an election, a lost quorum):
+    # an unavailable service, not a bug, so 503 and when to come back rather than a 500.
+    log.warning("http.publish_timeout", error=str(error))
+    return JSONResponse(
+        {"error": "unavailable", "detail": "the event bus has no quorum; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": str(PUBLISH_RETRY_AFTER_S)},
     )
 
 
