@@ -1,8 +1,8 @@
 """HTTP hardening, checked on the real identity app and the kernel's app factory.
 
 CSP on the login page, HSTS outside dev mode only, `no-store` on token responses, CORS only
-for registered origins, request bodies bounded, logins throttled (and, still missing, the
-token endpoint's client authentication).
+for registered origins, request bodies bounded, logins and the token
+endpoint's client authentication throttled.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -112,23 +114,62 @@ async def test_logins_are_throttled_per_account(identity: UnderTest) -> None:
     assert "trop de tentatives" in right.text
 
 
-@pytest.mark.xfail(
-    reason="identity does not throttle client authentication at /token: repeated "
-    "invalid_client attempts for one client_id are answered 401 forever (reported)",
-    strict=True,
-)
-async def test_the_token_endpoint_throttles_repeated_client_authentication_failures(
+def from_address(under: UnderTest, address: str) -> httpx.AsyncClient:
+    """A client whose requests come from `address`: throttling state is per address and
+    outlives a test on the shared cluster, so each test attacks from its own."""
+    transport = httpx.ASGITransport(app=under.app, client=(address, 4242))
+    return httpx.AsyncClient(transport=transport, base_url="http://identity")
+
+
+def unique_address() -> str:
+    return f"2001:db8::{secrets.randbelow(0xFFFF):x}:{secrets.randbelow(0xFFFF):x}"
+
+
+async def test_the_token_endpoint_throttles_repeated_failures_for_one_client_id(
     identity: UnderTest,
 ) -> None:
-    async with identity.client() as http:
-        for _ in range(30):
-            await http.post(
-                "/token", data={"grant_type": "client_credentials"}, auth=("svc-archive", "guess")
+    # An id nobody registered: refusals must not reveal whether a client exists, so unknown
+    # ids are counted exactly like known ones (and no real client is locked out here).
+    client_id = f"svc-guess-{uuid.uuid4().hex[:8]}"
+    answers = []
+    for _ in range(8):
+        async with from_address(identity, unique_address()) as http:
+            answer = await http.post(
+                "/token", data={"grant_type": "client_credentials"}, auth=(client_id, "guess")
             )
-        after = await http.post(
-            "/token", data={"grant_type": "client_credentials"}, auth=("svc-archive", "guess")
+        answers.append(answer.status_code)
+    assert answers[:5] == [401] * 5
+    assert answers[5:] == [429] * 3
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["retry-after"]
+    assert answer.json()["error"] == "invalid_client"
+
+
+async def test_the_token_endpoint_throttles_one_address_guessing_many_clients(
+    identity: UnderTest,
+) -> None:
+    async with from_address(identity, unique_address()) as http:
+        for attempt in range(20):
+            refused = await http.post(
+                "/token",
+                data={"grant_type": "client_credentials"},
+                auth=(f"svc-guess-{attempt}-{uuid.uuid4().hex[:6]}", "guess"),
+            )
+            assert refused.status_code == 401
+        # Even a real client with its right secret is refused from that address for now.
+        right = await http.post(
+            "/token",
+            data={"grant_type": "client_credentials"},
+            auth=("svc-archive", service_client_secret("archive")),
         )
-    assert after.status_code == 429
+    assert right.status_code == 429
+    async with from_address(identity, unique_address()) as elsewhere:
+        granted = await elsewhere.post(
+            "/token",
+            data={"grant_type": "client_credentials"},
+            auth=("svc-archive", service_client_secret("archive")),
+        )
+    assert granted.status_code == 200, granted.text
 
 
 def app_with(**settings: object) -> httpx.AsyncClient:

@@ -53,11 +53,18 @@ def oauth_error(error: OAuthError) -> JSONResponse:
     if error.status == 401:
         scheme = "Bearer" if error.error == "invalid_token" else "Basic"
         headers["WWW-Authenticate"] = f'{scheme} error="{error.error}"'
+    elif error.status == 429:
+        headers["Retry-After"] = "60"
     return JSONResponse(
         {"error": error.error, "error_description": error.description},
         status_code=error.status,
         headers=headers,
     )
+
+
+def address_of(request: Request) -> str:
+    """The peer address that throttling counts failures against."""
+    return request.client.host if request.client else "unknown"
 
 
 async def form_of(request: Request) -> dict[str, str]:
@@ -223,7 +230,7 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
                 message="Cette demande de connexion a expiré. Revenez à l'application.",
             )
         auth, _ = pending
-        address = request.client.host if request.client else "unknown"
+        address = address_of(request)
         username = form.get("username", "")[:254]
         user = await provider.check_password(username, form.get("password", "")[:1024], address)
         if user is None:
@@ -265,7 +272,7 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
     async def token(request: Request) -> Response:
         try:
             body = await provider.token(
-                await form_of(request), request.headers.get("authorization")
+                await form_of(request), request.headers.get("authorization"), address_of(request)
             )
         except OAuthError as error:
             return oauth_error(error)
@@ -296,7 +303,9 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
     async def introspect(request: Request) -> Response:
         form = await form_of(request)
         try:
-            client = await provider.authenticate_client(form, request.headers.get("authorization"))
+            client = await provider.authenticate_client(
+                form, request.headers.get("authorization"), address_of(request)
+            )
             body = await provider.introspect(client, form.get("token"))
         except OAuthError as error:
             return oauth_error(error)
@@ -306,7 +315,9 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
     async def revoke(request: Request) -> Response:
         form = await form_of(request)
         try:
-            client = await provider.authenticate_client(form, request.headers.get("authorization"))
+            client = await provider.authenticate_client(
+                form, request.headers.get("authorization"), address_of(request)
+            )
             await provider.revoke(client, form.get("token"))
         except OAuthError as error:
             return oauth_error(error)

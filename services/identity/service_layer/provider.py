@@ -12,7 +12,7 @@ import base64
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -325,20 +325,46 @@ class Provider:
     # -- token endpoint -------------------------------------------------------------------
 
     async def authenticate_client(
-        self, form: Mapping[str, str], authorization: str | None
+        self, form: Mapping[str, str], authorization: str | None, address: str = "unknown"
     ) -> Client:
+        """The client these credentials prove, under the same throttling rules as logins.
+
+        Failures count per client id (known or not, so a refusal reveals nothing) and per
+        address, in their own keys: a misconfigured service on a shared host must not lock
+        people out of the login page from that host. While either count is over its limit,
+        even the right secret is refused with 429.
+        """
         client_id, secret = form.get("client_id"), form.get("client_secret")
+        basic_error: OAuthError | None = None
         if authorization and authorization.lower().startswith("basic "):
             try:
                 decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
             except (ValueError, UnicodeDecodeError):
-                raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
+                decoded = ""
             basic_id, sep, basic_secret = decoded.partition(":")
             if not sep:
-                raise OAuthError("invalid_client", "malformed Basic credentials", 401)
-            from urllib.parse import unquote_plus
+                basic_error = OAuthError("invalid_client", "malformed Basic credentials", 401)
+            else:
+                client_id, secret = unquote_plus(basic_id), unquote_plus(basic_secret)
+        client_key = f"cli.{secret_digest(client_id)}" if client_id and not basic_error else None
+        address_key = f"caddr.{secret_digest(address)}"
+        by_client = (await self._failures(client_key))[0] if client_key else FailureCount()
+        by_address, _ = await self._failures(address_key)
+        if is_throttled(self.throttle, by_client, by_address, time.time()):
+            raise OAuthError(
+                "invalid_client", "too many failed client authentications, retry later", 429
+            )
+        try:
+            if basic_error is not None:
+                raise basic_error
+            return await self._client_for(client_id, secret)
+        except OAuthError:
+            if client_key is not None:
+                await self._record_failure(client_key)
+            await self._record_failure(address_key)
+            raise
 
-            client_id, secret = unquote_plus(basic_id), unquote_plus(basic_secret)
+    async def _client_for(self, client_id: str | None, secret: str | None) -> Client:
         if not client_id:
             raise OAuthError("invalid_client", "client authentication is required", 401)
         client = await self.stores.clients.find(client_id)
@@ -351,7 +377,9 @@ class Provider:
             raise OAuthError("invalid_client", "a public client has no secret", 401)
         return client
 
-    async def token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+    async def token(
+        self, form: Mapping[str, str], authorization: str | None, address: str = "unknown"
+    ) -> dict[str, Any]:
         grant_type = form.get("grant_type")
         if not grant_type:
             raise OAuthError("invalid_request", "grant_type is required")
@@ -359,7 +387,7 @@ class Provider:
             raise OAuthError(
                 "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
             )
-        client = await self.authenticate_client(form, authorization)
+        client = await self.authenticate_client(form, authorization, address)
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"this client may not use {grant_type}")
         if grant_type == "authorization_code":
