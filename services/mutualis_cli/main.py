@@ -24,7 +24,6 @@ from mutualis_cli.backup import backup_command, restore_command
 from mutualis_cli.demo import demo as run_demo
 from mutualis_cli.dev import app as dev_app
 from mutualis_cli.drill import drill as run_drill
-from mutualis_cli.drill import drill as run_drill
 from mutualis_cli.k8s import k8s_app
 from mutualis_cli.resources import apply_platform_resources, report_lines
 from mutualis_cli.rundir import DEFAULT_RUN_DIR, RunState, StateUnreadable, wipe_data
@@ -52,7 +51,6 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(k8s_app, name="k8s")
 app.add_typer(dev_app, name="dev")
 app.command()(run_demo)
-app.command("drill")(run_drill)
 app.command("drill")(run_drill)
 app.command("audit")(audit_command)
 app.command("backup")(backup_command)
