@@ -20,6 +20,7 @@ from nats.js.errors import Error as JetStreamError
 from rich.console import Console
 from rich.table import Table
 
+from mutualis_cli.options import JsonOutput, NatsUrls, RunDir
 from mutualis_cli.rundir import DEFAULT_RUN_DIR, StateUnreadable
 from mutualis_cli.target import NoTarget, connect, resolve
 from mutualis_kernel.backup import (
@@ -36,22 +37,6 @@ from mutualis_kernel.backup import (
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
-RunDir = Annotated[
-    Path,
-    typer.Option(
-        "--run-dir",
-        envvar="MUTUALIS_RUN_DIR",
-        help="Run directory of `mutualis up`, whose state.json names the NATS servers.",
-    ),
-]
-NatsUrls = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--nats-url",
-        help="NATS server URL (repeatable); default: the servers listed in <run-dir>/state.json.",
-    ),
-]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print a machine-readable document.")]
 #: Generous: a snapshot or restore API call answers quickly, but on a loaded cluster not always.
 API_TIMEOUT_S = 10.0
 

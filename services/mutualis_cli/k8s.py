@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from mutualis_cli.options import JsonOutput
 from mutualis_kernel.service import KNOWN_SERVICES
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -292,7 +293,6 @@ Server = Annotated[
         help="API server URL without kubeconfig, e.g. http://127.0.0.1:8001 from `kubectl proxy`."
     ),
 ]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print a machine-readable document.")]
 
 
 def _api_failure(error: Exception) -> typer.Exit:

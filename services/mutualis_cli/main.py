@@ -25,6 +25,7 @@ from mutualis_cli.demo import demo as run_demo
 from mutualis_cli.dev import app as dev_app
 from mutualis_cli.drill import drill as run_drill
 from mutualis_cli.k8s import k8s_app
+from mutualis_cli.options import JsonOutput, NatsUrls, RunDir
 from mutualis_cli.resources import apply_platform_resources, report_lines
 from mutualis_cli.rundir import DEFAULT_RUN_DIR, RunState, StateUnreadable, wipe_data
 from mutualis_cli.serve import UnknownService
@@ -58,23 +59,6 @@ app.command("restore")(restore_command)
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
-
-RunDir = Annotated[
-    Path,
-    typer.Option(
-        "--run-dir",
-        envvar="MUTUALIS_RUN_DIR",
-        help="Where NATS data, logs and state.json live (kept between runs).",
-    ),
-]
-NatsUrls = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--nats-url",
-        help="NATS server URL (repeatable); default: the servers listed in <run-dir>/state.json.",
-    ),
-]
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print a machine-readable document.")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -391,8 +375,6 @@ def dlq_replay(
             f"(REPLAYS seq {outcome.replay_seq}){note}; {kept}"
         )
     console.print(f"{len(outcomes)} replayed")
-
-
 
 
 # -- development helpers --------------------------------------------------------------------

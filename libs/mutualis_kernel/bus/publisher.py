@@ -193,7 +193,10 @@ class EventPublisher:
         cause: Envelope[Event] | None = None,
         event_id: str | None = None,
         correlation_id: str | None = None,
+        expected_version: int | None = None,
     ) -> Stored:
+        """Wrap and store an event; with `expected_version`, only if the aggregate is still
+        at that version (see `append`)."""
         envelope = self.envelope(
             event,
             tenant=tenant,
@@ -202,7 +205,7 @@ class EventPublisher:
             event_id=event_id,
             correlation_id=correlation_id,
         )
-        return await self.publish_envelope(envelope)
+        return await self.publish_envelope(envelope, expected_version=expected_version)
 
     async def append(
         self,
@@ -216,15 +219,15 @@ class EventPublisher:
         correlation_id: str | None = None,
     ) -> Stored:
         """Publish only if the aggregate is still at `expected_version` (0 for a new one)."""
-        envelope = self.envelope(
+        return await self.publish(
             event,
             tenant=tenant,
             aggregate_id=aggregate_id,
             cause=cause,
             event_id=event_id,
             correlation_id=correlation_id,
+            expected_version=expected_version,
         )
-        return await self.publish_envelope(envelope, expected_version=expected_version)
 
     async def publish_envelope(
         self, envelope: Envelope[Event], *, expected_version: int | None = None
