@@ -60,6 +60,8 @@ CATCH_UP_TARGET_S = 10.0
 SUBMITTED_STEPS = 2
 #: One TOTP code per person per window (identity refuses a code used twice).
 TOTP_WINDOW_S = 31.0
+#: Seconds of load kept after the heal, however long the heal took.
+AFTER_HEAL_S = 5.0
 #: How long in-flight journeys may take to finish once the load stops.
 DRAIN_TIMEOUT_S = 120.0
 
@@ -570,7 +572,10 @@ async def run_drill(
     fault_at = workload.now()
     caught_up_s, lagging = await inject(fault, platform, workload, timeline, down_for)
     healed_at = workload.now()
-    await asyncio.sleep(max(0.0, fault_at + after - workload.now()))
+    # Some load after the heal too, so the report shows the healed platform serving again.
+    await asyncio.sleep(
+        max(0.0, fault_at + after - workload.now(), AFTER_HEAL_S - (workload.now() - healed_at))
+    )
     load_stopped_at = workload.now()
     timeline.mark(load_stopped_at, "load stopped; waiting for journeys in flight")
     await workload.stop_and_drain(DRAIN_TIMEOUT_S)

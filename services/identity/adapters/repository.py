@@ -25,6 +25,12 @@ from identity import manifest
 from identity.domain.errors import AlreadyExists, NotFound
 from identity.domain.model import Client, User
 from identity.domain.security import secret_digest
+from mutualis_kernel.bus.publisher import with_retries
+
+#: Reads and blind writes wait out a JetStream election (4.5-7 s) rather than fail; past
+#: this the kernel answers 503 + Retry-After. Compare-and-set writes are not retried: after
+#: a lost ack the retry would see its own write as someone else's.
+KV_DEADLINE_S = 15.0
 
 M = TypeVar("M", bound=BaseModel)
 Doc = dict[str, Any]
@@ -42,7 +48,7 @@ class Bucket:
 
     async def get(self, key: str) -> tuple[dict[str, Any], int] | None:
         try:
-            entry = await self.kv.get(key)
+            entry = await with_retries(lambda: self.kv.get(key), KV_DEADLINE_S, f"get {key}")
         except KeyNotFoundError:
             return None
         if entry.value is None:
@@ -62,10 +68,11 @@ class Bucket:
             raise StaleWrite(key) from None
 
     async def put(self, key: str, value: dict[str, Any]) -> int:
-        return await self.kv.put(key, json.dumps(value).encode())
+        body = json.dumps(value).encode()
+        return await with_retries(lambda: self.kv.put(key, body), KV_DEADLINE_S, f"put {key}")
 
     async def delete(self, key: str) -> None:
-        await self.kv.delete(key)
+        await with_retries(lambda: self.kv.delete(key), KV_DEADLINE_S, f"delete {key}")
 
     async def get_model(self, key: str, model: type[M]) -> tuple[M, int] | None:
         found = await self.get(key)
