@@ -47,11 +47,15 @@ class Bucket:
         self.kv = kv
 
     async def get(self, key: str) -> tuple[dict[str, Any], int] | None:
-        try:
-            entry = await with_retries(lambda: self.kv.get(key), KV_DEADLINE_S, f"get {key}")
-        except KeyNotFoundError:
-            return None
-        if entry.value is None:
+        async def read() -> KeyValue.Entry | None:
+            # Caught here: nats-py's KeyNotFoundError lacks the `code` the retry policy reads.
+            try:
+                return await self.kv.get(key)
+            except KeyNotFoundError:
+                return None
+
+        entry = await with_retries(read, KV_DEADLINE_S, f"get {key}")
+        if entry is None or entry.value is None:
             return None
         return json.loads(entry.value), entry.revision or 0
 
