@@ -8,14 +8,20 @@ CA certify its public key, return a pyHanko signer. Services (parapheur, archive
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pyhanko.sign.pkcs11 import PKCS11Signer
+from pyhanko.sign.signers import Signer
 
-from mutualis_trust.pkcs11 import Token
+from mutualis_trust.pkcs11 import Token, software_signer
 from mutualis_trust.pki import DevPki, agent_cert_name, seal_cert_name
 
 
@@ -82,3 +88,97 @@ class SigningIdentities:
     ) -> PKCS11Signer:
         cert = self.agent_certificate(tenant_id, tenant_name, subject_id, display_name)
         return self.token.signer(agent_cert_name(tenant_id, subject_id), cert, [self.pki.ca_cert])
+
+
+class Identities(Protocol):
+    """What a signing service needs: a seal signer per tenant, a signer per agent, the PKI."""
+
+    pki: DevPki
+
+    def seal_signer(self, tenant_id: str, tenant_name: str) -> Signer: ...
+
+    def agent_signer(
+        self, tenant_id: str, tenant_name: str, subject_id: str, display_name: str
+    ) -> Signer: ...
+
+
+@dataclass
+class SoftwareIdentities:
+    """The dev-mode fallback when no PKCS#11 module exists: keys as files beside the dev PKI.
+
+    Allowed only where `software_fallback_allowed(dev_mode=True)` said yes (which logs a loud
+    warning); production refuses to start signing without a token.
+    """
+
+    pki: DevPki
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def key_dir(self) -> Path:
+        return self.pki.dir / "software-keys"
+
+    def _key(self, label: str) -> tuple[bytes, bytes]:
+        """(private key PEM, public SubjectPublicKeyInfo DER), created the first time."""
+        path = self.key_dir / f"{label}.key.pem"
+        if not path.exists():
+            self.key_dir.mkdir(parents=True, exist_ok=True)
+            pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(pem)
+        pem = path.read_bytes()
+        key = serialization.load_pem_private_key(pem, password=None)
+        spki = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return pem, spki
+
+    def _certificate(
+        self, label: str, spki: bytes, issue: Callable[[], x509.Certificate]
+    ) -> x509.Certificate:
+        cert = self.pki.certificate(label)
+        if (
+            cert is None
+            or cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            != spki
+        ):
+            cert = issue()
+        return cert
+
+    def seal_signer(self, tenant_id: str, tenant_name: str) -> Signer:
+        label = seal_cert_name(tenant_id)
+        with self._lock:
+            pem, spki = self._key(label)
+            cert = self._certificate(
+                label,
+                spki,
+                lambda: self.pki.issue_seal_certificate(
+                    spki, tenant_id=tenant_id, tenant_name=tenant_name
+                ),
+            )
+        return software_signer(pem, cert, [self.pki.ca_cert])
+
+    def agent_signer(
+        self, tenant_id: str, tenant_name: str, subject_id: str, display_name: str
+    ) -> Signer:
+        label = agent_cert_name(tenant_id, subject_id)
+        with self._lock:
+            pem, spki = self._key(label)
+            cert = self._certificate(
+                label,
+                spki,
+                lambda: self.pki.issue_agent_certificate(
+                    spki,
+                    tenant_id=tenant_id,
+                    tenant_name=tenant_name,
+                    subject_id=subject_id,
+                    display_name=display_name,
+                ),
+            )
+        return software_signer(pem, cert, [self.pki.ca_cert])

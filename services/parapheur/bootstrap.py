@@ -47,13 +47,24 @@ log = structlog.get_logger("parapheur.bootstrap")
 
 def trust_signer(settings: ParapheurSettings) -> tuple[DocumentSigner | None, Callable[[], None]]:
     """The PKCS#11-backed signer the settings describe, or None when no module is configured."""
-    if settings.pkcs11_module is None:
-        log.warning("signing.disabled", reason="MUTUALIS_PKCS11_MODULE is not set")
-        return None, lambda: None
-    from mutualis_trust.identities import SigningIdentities
-    from mutualis_trust.pkcs11 import Token, TokenConfig
+    from mutualis_trust.identities import SigningIdentities, SoftwareIdentities
+    from mutualis_trust.pkcs11 import Token, TokenConfig, software_fallback_allowed
     from mutualis_trust.pki import DevPki
     from parapheur.adapters.signing import TrustSigner
+
+    if settings.pkcs11_module is None:
+        if not software_fallback_allowed(settings.dev_mode):
+            log.warning("signing.disabled", reason="MUTUALIS_PKCS11_MODULE is not set")
+            return None, lambda: None
+        # Dev mode without any PKCS#11 module: software keys, said loudly (see the warning).
+        fallback = TrustSigner(
+            SoftwareIdentities(DevPki.load_or_create(settings.pki_dir)),
+            default_tenants(),
+            tsa_url=settings.tsa_url,
+            level=settings.pades_level,
+            visible_stamp=settings.visible_stamp,
+        )
+        return fallback, lambda: None
 
     token = Token.connect(
         TokenConfig(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from mutualis_kernel.tenants import TenantDirectory
-from mutualis_trust.identities import SigningIdentities
+from mutualis_trust.identities import Identities
 from mutualis_trust.pades import InvalidPdf, PadesError, sign_pdf
 from parapheur.domain import errors
 from parapheur.service_layer.ports import SignatureApplied, SignatureRequest
@@ -27,7 +27,7 @@ class SigningFailed(errors.ParapheurError):
 class TrustSigner:
     def __init__(
         self,
-        identities: SigningIdentities,
+        identities: Identities,
         tenants: TenantDirectory,
         *,
         tsa_url: str | None,
