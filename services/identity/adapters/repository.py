@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -52,6 +52,10 @@ class Bucket:
             try:
                 return await self.kv.get(key)
             except KeyNotFoundError:
+                return None
+            except InvalidKeyError:
+                # A key NATS refuses (an id from a URL with odd characters) names nothing
+                # that could have been stored: not found, rather than a 500.
                 return None
 
         entry = await with_retries(read, KV_DEADLINE_S, f"get {key}")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from identity.adapters.repository import StaleWrite
 from identity.domain import commands
@@ -16,6 +17,7 @@ from identity.domain.errors import AlreadyExists, InvalidCommand, NotFound, OAut
 from identity.domain.model import ADMIN_ROLES
 from identity.service_layer import handlers
 from identity.service_layer.provider import Provider
+from mutualis_kernel.http import ApiError, readable_errors
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ def api_router(provider: Provider) -> APIRouter:
 
     CallerDep = Annotated[Caller, Depends(caller)]
 
+    def invalid_body(error: ValidationError) -> ApiError:
+        # The kernel's 422 shape, and never the rejected input: it may hold a password.
+        return ApiError(422, "invalid_request", readable_errors(error.errors()))
+
     def admin_of(who: Caller, tenant: str) -> None:
         if who.kind != "agent" or not who.roles.intersection(ADMIN_ROLES):
             raise _refusal(403, "insufficient_scope", "an administrator role is required")
@@ -83,8 +89,8 @@ def api_router(provider: Provider) -> APIRouter:
         admin_of(who, tenant)
         try:
             command = commands.CreateUser.model_validate({**body, "tenant": tenant})
-        except ValueError as error:
-            raise HTTPException(422, str(error)) from None
+        except ValidationError as error:
+            raise invalid_body(error) from None
         user = await run(command, who)
         return dict(user.export())
 
@@ -121,8 +127,8 @@ def api_router(provider: Provider) -> APIRouter:
             command = commands.RegisterClient.model_validate(
                 {**body, "tenant": tenant, "client_secret": None}
             )
-        except ValueError as error:
-            raise HTTPException(422, str(error)) from None
+        except ValidationError as error:
+            raise invalid_body(error) from None
         client, secret = await run(command, who)
         answer: dict[str, Any] = {
             "client_id": client.client_id,
