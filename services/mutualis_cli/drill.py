@@ -33,6 +33,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -457,6 +458,22 @@ class Timeline:
         console.print(f"  [dim]{at:7.2f}s[/] {what}")
 
 
+async def restart_patiently(
+    platform: Platform, label: str, mark: Callable[[str], None], *, kill: bool = True
+) -> None:
+    from mutualis_cli.supervisor import ServiceNotReady
+
+    for attempt in (1, 2):
+        try:
+            await asyncio.to_thread(platform.restart_instance, label, kill=kill)
+            return
+        except ServiceNotReady as error:
+            mark(f"{label} did not start (attempt {attempt}): {str(error).splitlines()[0]}")
+            if attempt == 2:
+                raise
+            await asyncio.sleep(2)
+
+
 async def inject(
     fault: Fault, platform: Platform, workload: Workload, timeline: Timeline, down_for: float
 ) -> tuple[float | None, list[str]]:
@@ -480,8 +497,12 @@ async def inject(
             for node in [n.name for n in platform.state.nodes if n.datacenter == dc]:
                 await asyncio.to_thread(platform.start_node, node)
             mark(f"{dc} NATS node(s) restarted")
+            # An instance starting beside a node that is still catching up can time out on
+            # its startup JetStream calls: let the node catch up first, and retry once.
+            caught, _ = await wait_caught_up(urls)
+            mark(f"{dc} node(s) caught up ({caught and round(caught, 2)} s)")
             for label in platform.service_labels(dc):
-                await asyncio.to_thread(platform.restart_instance, label, kill=True)
+                await restart_patiently(platform, label, mark)
             mark(f"{dc} service instances restarted and ready")
         else:
             platform.signal_datacenter(dc, signal.SIGCONT)
@@ -504,7 +525,7 @@ async def inject(
             mark(f"{dc} caught up ({caught and round(caught, 2)} s)")
             worst = None if caught is None or worst is None else max(worst, caught)
             for label in platform.service_labels(dc):
-                await asyncio.to_thread(platform.restart_instance, label, kill=False)
+                await restart_patiently(platform, label, mark, kill=False)
                 mark(f"{label} restarted (SIGTERM) and ready")
             workload.down.discard(dc)
         return worst, lagging
