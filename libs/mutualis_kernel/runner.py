@@ -33,7 +33,7 @@ from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.logging import configure_logging
 from mutualis_kernel.service import ServiceManifest
-from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources
+from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources_patiently
 from mutualis_kernel.telemetry import setup_telemetry
 
 log = structlog.get_logger("mutualis_kernel.runner")
@@ -83,20 +83,11 @@ async def _apply_with_patience(
     js: JetStreamContext, manifest: ServiceManifest, settings: KernelSettings
 ) -> None:
     # Resources are applied by `mutualis up`/the Helm hook too; doing it here as well makes
-    # a lone instance self-sufficient. Right after a cluster starts the meta leader may not
-    # be elected yet, so keep trying for a while.
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
-        try:
-            await apply_resources(
-                js, KERNEL_RESOURCES + manifest.resources, settings.stream_replicas
-            )
-            return
-        except Exception as error:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            log.warning("resources.apply_retry", error=repr(error))
-            await asyncio.sleep(0.5)
+    # a lone instance self-sufficient, and an instance restarted beside a node that is still
+    # catching up waits for it rather than exiting.
+    await apply_resources_patiently(
+        js, KERNEL_RESOURCES + manifest.resources, settings.stream_replicas, patience_s=90
+    )
 
 
 async def serve(settings: KernelSettings, manifest: ServiceManifest, wire: Wire) -> None:

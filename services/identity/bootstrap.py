@@ -30,7 +30,7 @@ from mutualis_kernel.bus.connection import connect
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.http import create_app
 from mutualis_kernel.logging import configure_logging
-from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources
+from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources_patiently
 from mutualis_kernel.telemetry import setup_telemetry
 from mutualis_kernel.tenants import default_tenants
 
@@ -50,7 +50,7 @@ async def build(settings: IdentitySettings, *, apply: bool = True) -> Identity:
     nc = await connect(settings)
     js = nc.jetstream()
     if apply:
-        await apply_resources(js, [KERNEL_RESOURCES, RESOURCES], settings.stream_replicas)
+        await apply_resources_patiently(js, [KERNEL_RESOURCES, RESOURCES], settings.stream_replicas)
     stores = await Stores.open(js)
     passwords = Passwords(
         PasswordPolicy(
