@@ -254,12 +254,22 @@ async def apply_resources_patiently(
     import nats.errors
     from nats.js.errors import ServiceUnavailableError
 
+    from nats.js.errors import APIError
+
     materialised = resources if isinstance(resources, Resources) else sum(resources, Resources())
     deadline = asyncio.get_running_loop().time() + patience_s
     while True:
         try:
             return await apply_resources(js, materialised, replicas)
-        except (nats.errors.TimeoutError, ServiceUnavailableError, NotFoundError):
-            if asyncio.get_running_loop().time() > deadline:
+        except (nats.errors.TimeoutError, APIError) as error:
+            settling = not isinstance(error, APIError) or (
+                isinstance(error, (ServiceUnavailableError, NotFoundError))
+                or error.err_code == PEER_OFFLINE
+            )
+            if not settling or asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+#: "no suitable peers for placement": a node of the placement is still starting.
+PEER_OFFLINE = 10005
