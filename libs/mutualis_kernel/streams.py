@@ -252,9 +252,7 @@ async def apply_resources_patiently(
     import asyncio
 
     import nats.errors
-    from nats.js.errors import ServiceUnavailableError
-
-    from nats.js.errors import APIError
+    from nats.js.errors import APIError, ServiceUnavailableError
 
     materialised = resources if isinstance(resources, Resources) else sum(resources, Resources())
     deadline = asyncio.get_running_loop().time() + patience_s
