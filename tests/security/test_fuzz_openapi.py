@@ -90,7 +90,23 @@ def request_kwargs(case: Case, token: dict[str, str]) -> dict[str, Any]:
         kwargs["headers"]["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
     if "files" in kwargs and "data" in kwargs and not isinstance(kwargs["data"], dict):
         kwargs.pop("data")
+    if kwargs.get("files") is not None:
+        kwargs["files"] = [(name, as_part(value)) for name, value in _pairs(kwargs["files"])]
     return kwargs
+
+
+def _pairs(files: Any) -> list[tuple[str, Any]]:
+    return list(files.items()) if isinstance(files, dict) else list(files)
+
+
+def as_part(value: Any) -> Any:
+    """A multipart part httpx can send: negative cases put numbers or nulls where a file
+    goes, which a real client would send as their text."""
+    if isinstance(value, tuple):
+        return (value[0], as_part(value[1]), *value[2:])
+    if isinstance(value, bytes | str):
+        return value
+    return json.dumps(value).encode()
 
 
 @pytest.fixture(params=SERVICES)
@@ -123,6 +139,8 @@ async def failures_of(under: UnderTest, operation: APIOperation) -> list[str]:
             sent = f"{kwargs['method']} {kwargs['url']}"
             try:
                 response = await http.request(**kwargs)
+                # A multipart body is streamed; the checks read it back from the request.
+                await response.request.aread()
             except Exception as error:  # an unhandled exception is the finding
                 found.append(f"{sent}: raised {error!r}")
                 continue

@@ -117,7 +117,9 @@ class Stores:
     # -- ledger ---------------------------------------------------------------------------
     @staticmethod
     def ledger_key(tenant: str, notification_id: str) -> str:
-        return f"{tenant}.{notification_id}"
+        # Ids we mint are safe tokens and stay as they are; an id from a URL with characters
+        # a KV key refuses is hashed, so it is simply not found (not a 500).
+        return f"{tenant}.{token(notification_id)}"
 
     async def create_notification(self, notification: Notification) -> bool:
         """Record a new notification; False when its idempotency key was already recorded."""
