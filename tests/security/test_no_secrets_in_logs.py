@@ -144,8 +144,9 @@ async def secrets_exercised(urls: PlatformUrls, out: Path) -> dict[str, str]:
 async def test_no_log_file_contains_a_secret_or_a_token(platform: Platform, tmp_path: Path) -> None:
     tokens = await secrets_exercised(platform.urls, tmp_path)
     logs = sorted(p for p in (platform.run_dir / "logs").rglob("*") if p.is_file())
-    assert logs, "the platform wrote no log file"
-    assert sum(p.stat().st_size for p in logs) > 0
+    for service in ("identity", "parapheur", "archive", "notifications"):
+        written = [p for p in logs if p.name.startswith(f"{service}@") and p.stat().st_size]
+        assert written, f"{service} wrote no log: the scan would prove nothing"
     searched = {**dev_secrets(), **tokens}
     # The JWT's signature alone would be enough to replay nothing, but its header+payload is
     # logged by nobody either: look for the whole token and for its signature part.
