@@ -770,8 +770,27 @@ def drill(
     as_json: Annotated[
         Path | None, typer.Option("--json", help="Also write the report to this JSON file.")
     ] = None,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="Drill the platform on Kubernetes instead (with --kill-zone; see `mutualis k8s`).",
+        ),
+    ] = False,
+    kill_zone: Annotated[
+        str | None, typer.Option("--kill-zone", help="With --kubernetes: the zone to lose.")
+    ] = None,
 ) -> None:
     """Run the journey workload, inject a fault, heal, and report loss, duplicates and RTO."""
+    if kubernetes:
+        # The same drill on a cluster: delete one zone's pods and measure the recovery.
+        from mutualis_cli.k8s import drill_command
+
+        if kill_zone is None:
+            console.print("[red]error:[/] --kubernetes needs --kill-zone ZONE")
+            raise typer.Exit(2)
+        drill_command(kill_zone_name=kill_zone, yes=False)
+        return
     state = load_state(run_dir.resolve())
     if state is None:
         console.print(
