@@ -32,6 +32,7 @@ from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.logging import configure_logging
+from mutualis_kernel.metrics import ConsumerLag, register_consumer_lag
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources_patiently
 from mutualis_kernel.telemetry import setup_telemetry
@@ -117,6 +118,9 @@ async def serve(settings: KernelSettings, manifest: ServiceManifest, wire: Wire)
                 timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
             )
         )
+        # Consumer lag, read on each metrics scrape, for every consumer the service declares.
+        lag = await register_consumer_lag(platform.js, manifest.consumers)
+        wiring.on_stop.append(_closing(lag))
         workers = [asyncio.create_task(c.run(stop)) for c in wiring.consumers]
         workers += [asyncio.create_task(loop_(stop)) for loop_ in wiring.background]
         http = asyncio.create_task(server.serve())
@@ -146,6 +150,13 @@ async def serve(settings: KernelSettings, manifest: ServiceManifest, wire: Wire)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("service.stopped", service=manifest.name)
+
+
+def _closing(lag: ConsumerLag) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        lag.close()
+
+    return close
 
 
 def run(settings: KernelSettings, manifest: ServiceManifest, wire: Wire) -> None:

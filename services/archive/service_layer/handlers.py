@@ -55,8 +55,11 @@ from archive.service_layer.reports import (
 from mutualis_kernel.bus.errors import ConcurrencyConflict
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.events import Envelope, derived_event_id
+from mutualis_kernel.metrics import DomainMetrics
 
 log = structlog.get_logger("archive")
+#: Records ingested and bytes, fixity results: what the archive dashboard and alerts read.
+METRICS = DomainMetrics()
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class ArchiveService:
             return winner, False
         record = rules.replay(command.tenant, [event])
         assert record is not None
+        METRICS.record_ingested(command.tenant, fixity.size)
         await self._finish_ingest(record)
         return record, True
 
@@ -481,6 +485,7 @@ class ArchiveService:
         return result
 
     async def _report_fixity(self, record: Record, result: FixityResult) -> None:
+        METRICS.fixity_checked(record.tenant, result.ok)
         now = utcnow()
         await self.journal.append(
             record.tenant,

@@ -21,6 +21,7 @@ import structlog
 
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.events import Envelope, Event, derived_event_id
+from mutualis_kernel.metrics import DomainMetrics, NotificationChannel
 from mutualis_kernel.tenants import TenantDirectory, UnknownTenant
 from notifications.adapters.callbacks import post_status
 from notifications.adapters.stores import Conflict, Contact, InboxItem, Stores
@@ -56,6 +57,14 @@ from notifications.service_layer.ports import (
     OutgoingSms,
     SmsSender,
 )
+
+#: Notifications by channel and outcome, for the notifications dashboard and alerts.
+METRICS = DomainMetrics()
+METRIC_CHANNELS: dict[str, NotificationChannel] = {
+    "email": "email",
+    "sms": "sms",
+    "inapp": "in_app",
+}
 
 log = structlog.get_logger("notifications")
 
@@ -356,6 +365,7 @@ async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
         event_id=derived_event_id(done.id, "delivered"),
     )
     await deps.stores.count(tenant, done.channel, done.status)
+    METRICS.notification(tenant, METRIC_CHANNELS[done.channel], "delivered")
     await _callback(deps, done)
 
 
@@ -454,6 +464,7 @@ async def _publish_requested(deps: Deps, notification: Notification) -> None:
 async def _publish_failed(
     deps: Deps, notification: Notification, reason: str, *, attempt: int
 ) -> None:
+    METRICS.notification(notification.tenant, METRIC_CHANNELS[notification.channel], "failed")
     await deps.publisher.publish(
         NotificationFailed(
             notification_id=notification.id,

@@ -12,11 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from mutualis_kernel.metrics import DomainMetrics
 from mutualis_kernel.tenants import TenantDirectory
 from mutualis_trust.identities import Identities
 from mutualis_trust.pades import InvalidPdf, PadesError, sign_pdf
 from parapheur.domain import errors
 from parapheur.service_layer.ports import SignatureApplied, SignatureRequest
+
+#: Signatures and seals applied, per tenant: the parapheur dashboard reads them.
+METRICS = DomainMetrics()
 
 
 class SigningFailed(errors.ParapheurError):
@@ -70,6 +74,7 @@ class TrustSigner:
                     )
                 except (PadesError, InvalidPdf) as error:
                     raise SigningFailed(str(error)) from None
+        METRICS.signature_applied(request.tenant, "seal" if request.kind == "seal" else "advanced")
         now = datetime.now(UTC)
         return SignatureApplied(
             field_name=signed.field_name,
