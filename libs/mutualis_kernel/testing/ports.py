@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 
 from mutualis_kernel.runtime.process import port_is_free
 
-_used: set[int] = set()
+#: Below Linux's ephemeral range (32768-60999), so client sockets never take our ports.
+LOW, HIGH = 10000, 32000
+#: Ports handed out recently are not handed out again (their server may still be stopping);
+#: older ones are, or a long session would run out.
+_recent: deque[int] = deque(maxlen=4000)
 
 
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
-    """The first of `count` consecutive ports that are free now and not handed out before.
+    """The first of `count` consecutive ports that are free now and not handed out recently.
 
-    Randomised in the 20000-30000 range so parallel test sessions rarely collide.
+    Randomised so parallel test sessions rarely collide.
     """
     rng = random.Random()  # noqa: S311 - spreading ports, not a secret
-    for _ in range(500):
-        base = rng.randrange(20000, 30000 - count)
+    recent = set(_recent)
+    for _ in range(2000):
+        base = rng.randrange(LOW, HIGH - count)
         block = range(base, base + count)
-        if any(p in _used for p in block):
+        if any(p in recent for p in block):
             continue
         if all(port_is_free(host, p) for p in block):
-            _used.update(block)
+            _recent.extend(block)
             return base
     raise RuntimeError(f"no block of {count} free ports found")
