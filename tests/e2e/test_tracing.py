@@ -58,6 +58,25 @@ async def test_a_folder_journey_is_one_trace_through_every_service(
     for span in spans:
         assert span.resource.get("cloud.availability_zone") == "dc1"
 
+    # The journal seal is a trace of its own that links back to the journey it sealed.
+    seal = None
+    for _ in range(100):
+        seal = next(
+            (
+                s
+                for s in running_platform.receiver.spans
+                if s.name == "archive.journal.seal"
+                and any(trace_id == result.trace_id for trace_id, _ in s.links)
+            ),
+            None,
+        )
+        if seal is not None:
+            break
+        await asyncio.sleep(0.2)
+    assert seal is not None, "no journal seal span links to the journey"
+    assert seal.trace_id != result.trace_id
+    assert seal.attributes["mutualis.tenant"] == "floirac"
+
     # No personal data in spans: no addresses, no passwords, no names.
     for span in spans:
         text = repr(span.attributes)

@@ -23,6 +23,8 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanContext
 from pydantic import BaseModel, ConfigDict
 
 from archive.domain.journal import JournalEntry, Operation, SealStatement, next_entry
@@ -107,15 +109,13 @@ class JetStreamJournal:
                 record_id=record_id,
                 details=details or {},
             )
+            headers = {MSG_ID: msg_id, "Nats-Expected-Last-Subject-Sequence": str(last_seq)}
+            # The operation's trace rides along, outside the hashed entry, so the seal that
+            # later covers this entry can link back to the journey that caused it.
+            propagate.inject(headers)
             try:
                 ack = await self._js.publish(
-                    subject,
-                    entry.model_dump_json().encode(),
-                    timeout=2.0,
-                    headers={
-                        MSG_ID: msg_id,
-                        "Nats-Expected-Last-Subject-Sequence": str(last_seq),
-                    },
+                    subject, entry.model_dump_json().encode(), timeout=2.0, headers=headers
                 )
             except BadRequestError as error:
                 if error.err_code in WRONG_LAST_SEQUENCE:
@@ -153,11 +153,28 @@ class JetStreamJournal:
         async for item in self._read(journal_subject(tenant)):
             yield item
 
+    async def traces_after(self, tenant: str, after_seq: int) -> list[SpanContext]:
+        """The trace contexts of the operations journaled after stream sequence `after_seq`."""
+        found: list[SpanContext] = []
+        async for seq, _, headers in self._read_messages(journal_subject(tenant)):
+            if seq <= after_seq or "traceparent" not in headers:
+                continue
+            context = trace.get_current_span(propagate.extract(headers)).get_span_context()
+            if context.is_valid:
+                found.append(context)
+        return found
+
     async def entries(self, tenant: str) -> AsyncIterator[JournalEntry]:
         async for _, body in self.raw_entries(tenant):
             yield JournalEntry.model_validate_json(body)
 
     async def _read(self, subject: str) -> AsyncIterator[tuple[int, bytes]]:
+        async for seq, data, _ in self._read_messages(subject):
+            yield seq, data
+
+    async def _read_messages(
+        self, subject: str
+    ) -> AsyncIterator[tuple[int, bytes, dict[str, str]]]:
         _, last_seq, _ = await self._last(subject)
         if last_seq == 0:
             return
@@ -166,7 +183,7 @@ class JetStreamJournal:
         )
         try:
             async for message in subscription.messages:
-                yield message.metadata.sequence.stream, message.data
+                yield message.metadata.sequence.stream, message.data, dict(message.headers or {})
                 if message.metadata.num_pending == 0:
                     break
         finally:

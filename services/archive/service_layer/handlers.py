@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link
 
 from archive.adapters.content import ContentMissing, ContentStore, ContentUnavailable, Staged
 from archive.adapters.journal import JetStreamJournal, Seal
@@ -60,6 +63,9 @@ from mutualis_kernel.metrics import DomainMetrics
 log = structlog.get_logger("archive")
 #: Records ingested and bytes, fixity results: what the archive dashboard and alerts read.
 METRICS = DomainMetrics()
+_tracer = trace.get_tracer("archive")
+#: A span's links are bounded; a seal of a busy hour links to its first operations.
+MAX_SEAL_LINKS = 128
 
 
 @dataclass(frozen=True)
@@ -384,7 +390,23 @@ class ArchiveService:
     # -- sealing --------------------------------------------------------------------------
 
     async def seal(self, tenant: str) -> SealInfo:
-        """Seal the entries since the last seal: Merkle root -> TSA token, stored with the seal."""
+        """Seal the entries since the last seal: Merkle root -> TSA token, stored with the seal.
+
+        The seal is its own trace; it links to the traces of the operations it seals (a
+        folder's ingest, an access), which are not its parents.
+        """
+        previous, _ = await self.journal.last_seal(tenant)
+        after = previous.parsed().last_seq if previous else 0
+        links = [Link(context) for context in (await self.journal.traces_after(tenant, after))]
+        with _tracer.start_as_current_span(
+            "archive.journal.seal",
+            context=Context(),  # a new trace, not a child of whoever asked
+            links=links[:MAX_SEAL_LINKS],
+            attributes={"mutualis.tenant": tenant, "archive.sealed_operations": len(links)},
+        ):
+            return await self._seal(tenant)
+
+    async def _seal(self, tenant: str) -> SealInfo:
         for _ in range(5):
             previous, previous_seq = await self.journal.last_seal(tenant)
             previous_statement = previous.parsed() if previous else None
