@@ -9,7 +9,12 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import KERNEL_RESOURCES, Resources, apply_resources, events_stream
+from mutualis_kernel.streams import (
+    KERNEL_RESOURCES,
+    Resources,
+    apply_resources_patiently,
+    events_stream,
+)
 from mutualis_kernel.testing.demo_events import ParcelRegistered
 
 pytestmark = pytest.mark.slow
@@ -26,7 +31,7 @@ async def test_sigkill_of_the_stream_leader_while_publishing_5000_events(
     )
     js = nc.jetstream()
     resources = KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "chaos"),))
-    await apply_resources(js, resources, replicas=3)
+    await apply_resources_patiently(js, resources, replicas=3)
     publisher = EventPublisher(js, source_service="demo", datacenter="dc1", deadline_s=30)
 
     acknowledged: list[str] = []

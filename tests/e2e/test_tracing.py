@@ -25,12 +25,19 @@ async def test_a_folder_journey_is_one_trace_through_every_service(
     root = next(s for s in capture.spans if s.name == "journey folder")
     root_id = f"{root.context.span_id:016x}"
 
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        # Services export in batches: wait until every span's parent has arrived too.
+        ids = {s.span_id for s in spans} | {root_id}
+        return (
+            {s.service for s in spans} >= SERVICES
+            and any(s.kind == "consumer" and s.service == "archive" for s in spans)
+            and all(s.parent_span_id in ids for s in spans)
+        )
+
     spans: list[ReceivedSpan] = []
-    for _ in range(150):  # the services export in batches
+    for _ in range(150):
         spans = running_platform.receiver.trace(result.trace_id)
-        if {s.service for s in spans} >= SERVICES and any(
-            s.kind == "consumer" and s.service == "archive" for s in spans
-        ):
+        if complete(spans):
             break
         await asyncio.sleep(0.2)
 

@@ -32,7 +32,12 @@ from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.events import Envelope, SubjectFilter
 from mutualis_kernel.http import create_app
 from mutualis_kernel.metrics import DomainMetrics, register_consumer_lag
-from mutualis_kernel.streams import KERNEL_RESOURCES, Resources, apply_resources, events_stream
+from mutualis_kernel.streams import (
+    KERNEL_RESOURCES,
+    Resources,
+    apply_resources_patiently,
+    events_stream,
+)
 from mutualis_kernel.telemetry import setup_telemetry
 from mutualis_kernel.testing.demo_events import ParcelRegistered, demo_catalog
 
@@ -62,7 +67,7 @@ async def probe(nats_url: str) -> str:
                     aggregate_id="x",
                 )
             resources = KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "Demo"),))
-            await apply_resources(js, resources, 1)
+            await apply_resources_patiently(js, resources, 1)
             publisher = EventPublisher(js, source_service="demo", datacenter="dc1")
             for reference in ("good", "poison"):
                 await publisher.publish(

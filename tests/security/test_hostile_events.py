@@ -36,7 +36,7 @@ from mutualis_kernel.contract.wildcards import subject_matches
 from mutualis_kernel.events.envelope import MAX_EVENT_BYTES, Envelope, encode
 from mutualis_kernel.events.registry import Event, catalog
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import DEAD_LETTER_STREAM, KERNEL_RESOURCES, apply_resources
+from mutualis_kernel.streams import DEAD_LETTER_STREAM, KERNEL_RESOURCES, apply_resources_patiently
 from notifications.domain.events import NotificationRequested
 from notifications.manifest import MANIFEST as NOTIFICATIONS
 from parapheur.domain.events import DocumentRef, FolderCompleted, StepAssigned
@@ -129,7 +129,7 @@ async def barrage(cluster: LocalCluster, spec: ConsumerSpec, messages: list[Host
     nc = await nats.connect(servers=cluster.client_urls)
     js = nc.jetstream()
     for manifest in MANIFESTS:
-        await apply_resources(js, KERNEL_RESOURCES + manifest.resources, cluster.replicas)
+        await apply_resources_patiently(js, KERNEL_RESOURCES + manifest.resources, cluster.replicas)
     spec = ConsumerSpec(**{**spec.__dict__, "durable": f"{spec.durable}-{uuid.uuid4().hex[:6]}"})
     handled: list[str] = []
 

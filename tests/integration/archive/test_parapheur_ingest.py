@@ -13,7 +13,12 @@ from archive.bootstrap import consumers
 from archive.manifest import PARAPHEUR_DOCUMENTS
 from archive.service_layer.handlers import parapheur_record_id
 from integration.archive.conftest import ArchiveEnv
-from mutualis_kernel.streams import ObjectStoreSpec, Resources, apply_resources, events_stream
+from mutualis_kernel.streams import (
+    ObjectStoreSpec,
+    Resources,
+    apply_resources_patiently,
+    events_stream,
+)
 from parapheur.domain.events import DocumentRef, FolderCompleted
 
 SIGNED = b"%PDF-1.7\n% signed by the mayor\n" + b"s" * 20000 + b"\n%%EOF\n"
@@ -21,7 +26,7 @@ SIGNED = b"%PDF-1.7\n% signed by the mayor\n" + b"s" * 20000 + b"\n%%EOF\n"
 
 async def test_a_redelivered_folder_completed_makes_one_record(archive: ArchiveEnv) -> None:
     js = archive.platform.js
-    await apply_resources(
+    await apply_resources_patiently(
         js,
         Resources(
             streams=(events_stream("parapheur", "parapheur events"),),

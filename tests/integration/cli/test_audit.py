@@ -15,7 +15,7 @@ from identity.manifest import MANIFEST as IDENTITY
 from mutualis_cli.audit import audit
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import apply_resources
+from mutualis_kernel.streams import apply_resources_patiently
 
 command = typer.Typer()
 command.command()(audit)
@@ -25,7 +25,7 @@ async def publish_revocation(cluster: LocalCluster) -> str:
     nc = await nats.connect(servers=cluster.client_urls)
     try:
         js = nc.jetstream()
-        await apply_resources(js, IDENTITY.resources, cluster.replicas)
+        await apply_resources_patiently(js, IDENTITY.resources, cluster.replicas)
         stored = await EventPublisher(js, source_service="identity").publish(
             RoleRevoked(user_id="u-bob", tenant="pessac", role="signatory", roles=(), by="u-admin"),
             tenant="pessac",

@@ -25,7 +25,7 @@ from identity.manifest import RESOURCES
 from identity.service_layer import handlers
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources
+from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources_patiently
 from mutualis_kernel.tenants import default_tenants
 
 # Cheap hashes: these tests are about events and projections, not argon2 cost.
@@ -41,7 +41,7 @@ async def js(nats_cluster: LocalCluster) -> AsyncIterator[JetStreamContext]:
 
 @pytest.fixture
 async def deps(js: JetStreamContext) -> handlers.Deps:
-    await apply_resources(js, [KERNEL_RESOURCES, RESOURCES], 3)
+    await apply_resources_patiently(js, [KERNEL_RESOURCES, RESOURCES], 3)
     return handlers.Deps(
         await Stores.open(js),
         EventPublisher(js, source_service="identity"),

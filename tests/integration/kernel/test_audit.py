@@ -22,7 +22,7 @@ from mutualis_kernel.audit import AUDITED, AuditReader
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.events.registry import catalog
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import apply_resources
+from mutualis_kernel.streams import apply_resources_patiently
 from parapheur.domain.events import DocumentRef, SignatureInfo, StepSigned
 from parapheur.manifest import MANIFEST as PARAPHEUR
 
@@ -34,7 +34,7 @@ async def js(nats_cluster: LocalCluster) -> AsyncIterator[JetStreamContext]:
     nc = await nats.connect(servers=nats_cluster.client_urls)
     stream = nc.jetstream()
     for manifest in (IDENTITY, PARAPHEUR, ARCHIVE):
-        await apply_resources(stream, manifest.resources, nats_cluster.replicas)
+        await apply_resources_patiently(stream, manifest.resources, nats_cluster.replicas)
     try:
         yield stream
     finally:

@@ -12,7 +12,7 @@ from nats.js.api import ConsumerConfig
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.runtime.security import OPERATOR, NatsSecurity, build_security
 from mutualis_kernel.service import ServiceManifest
-from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources
+from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources_patiently
 from mutualis_kernel.testing.fixtures import ClusterFactory
 
 pytest.importorskip("identity.manifest", reason="the identity service provides the manifest")
@@ -30,7 +30,9 @@ async def secured(
     cluster = cluster_factory(datacenters=("dc1",), security=security)
     operator = await connect(cluster, security, OPERATOR)
     js = operator.jetstream()
-    await apply_resources(js, [KERNEL_RESOURCES, IDENTITY.resources, PARAPHEUR.resources], 1)
+    await apply_resources_patiently(
+        js, [KERNEL_RESOURCES, IDENTITY.resources, PARAPHEUR.resources], 1
+    )
     await operator.close()
     return cluster, security
 

@@ -16,7 +16,7 @@ from identity.manifest import MANIFEST as IDENTITY_MANIFEST
 from mutualis_kernel.auth import LOA_SUBSTANTIAL
 from mutualis_kernel.runner import Platform, Wiring, open_platform
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.streams import apply_resources
+from mutualis_kernel.streams import apply_resources_patiently
 from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.issuer import TestIssuer
 from mutualis_trust.identities import SigningIdentities
@@ -144,7 +144,7 @@ async def running_parapheur(
 ) -> AsyncIterator[Parapheur]:
     platform = await open_platform(settings_for(cluster, work_dir), MANIFEST)
     # identity's stream, whose user.erased events the parapheur follows.
-    await apply_resources(platform.js, IDENTITY_MANIFEST.resources, 3)
+    await apply_resources_patiently(platform.js, IDENTITY_MANIFEST.resources, 3)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     wiring: Wiring | None = None
