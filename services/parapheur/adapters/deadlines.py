@@ -22,9 +22,13 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link
 
 from mutualis_kernel.bus.publisher import publish_raw
 
+_tracer = trace.get_tracer("parapheur")
 log = structlog.get_logger("parapheur.deadlines")
 
 STREAM = "PARAPHEUR_DEADLINES"
@@ -75,14 +79,18 @@ class NatsDeadlines:
         if when.microsecond:
             when = when.replace(microsecond=0) + timedelta(seconds=1)
         stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        headers = {
+            "Nats-Schedule": f"@at {stamp}",
+            "Nats-Schedule-Target": f"{PREFIX}.fire.{tenant}.{folder_id}.{which}",
+        }
+        # The server copies these headers onto the message it fires, so the reminder can
+        # link back to the folder's trace.
+        propagate.inject(headers)
         await publish_raw(
             self._js,
             f"{PREFIX}.schedule.{tenant}.{folder_id}.{which}",
             when.isoformat().encode(),
-            {
-                "Nats-Schedule": f"@at {stamp}",
-                "Nats-Schedule-Target": f"{PREFIX}.fire.{tenant}.{folder_id}.{which}",
-            },
+            headers,
             deadline_s=self._deadline_s,
         )
 
@@ -118,8 +126,18 @@ async def run_deadline_consumer(
                     await message.term()
                     continue
                 tenant, folder_id, which = parts[3], parts[4], parts[5]
+                # A reminder is not a child of the submission (it may fire days later): a
+                # trace of its own, linked to the folder's.
+                scheduled = trace.get_current_span(propagate.extract(message.headers or {}))
+                origin = scheduled.get_span_context()
                 try:
-                    await on_deadline(tenant, folder_id, which)  # type: ignore[arg-type]
+                    with _tracer.start_as_current_span(
+                        f"parapheur.deadline {which}",
+                        context=Context(),
+                        links=[Link(origin)] if origin.is_valid else [],
+                        attributes={"mutualis.tenant": tenant},
+                    ):
+                        await on_deadline(tenant, folder_id, which)  # type: ignore[arg-type]
                 except Exception as error:  # noqa: BLE001 - retried later, never fatal
                     log.warning("deadlines.handler_failed", error=repr(error))
                     await message.nak(delay=5)

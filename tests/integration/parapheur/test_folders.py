@@ -13,6 +13,7 @@ from nats.js.errors import NotFoundError
 from identity.domain.events import UserErased
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.testing.issuer import TestIssuer
+from mutualis_kernel.testing.span_capture import SpanCapture
 from mutualis_trust.testing import encrypted_pdf
 from parapheur.adapters.repository import JetStreamFolders
 from parapheur.domain import errors
@@ -258,8 +259,10 @@ async def test_a_restart_mid_circuit_loses_nothing(
 
 
 async def test_reminder_then_overdue_fire_through_nats_schedules(parapheur: Parapheur) -> None:
+    capture = SpanCapture()
     due = datetime.now(UTC) + timedelta(seconds=4)
     folder = (await parapheur.submit(parapheur.agent("sam"), due_at=due.isoformat())).json()["id"]
+    submission = next(s for s in capture.spans if s.name.startswith("send parapheur.folder"))
 
     async def overdue() -> bool:
         return "folder.overdue" in await parapheur.history(folder)
@@ -267,6 +270,10 @@ async def test_reminder_then_overdue_fire_through_nats_schedules(parapheur: Para
     await eventually(overdue, timeout=60)
     history = await parapheur.history(folder)
     assert history.index("reminder.due") < history.index("folder.overdue")
+    # Each deadline is a trace of its own, linked to the folder's submission.
+    reminder = next(s for s in capture.spans if s.name == "parapheur.deadline reminder")
+    assert reminder.context.trace_id != submission.context.trace_id
+    assert [link.context.trace_id for link in reminder.links] == [submission.context.trace_id]
     alice = parapheur.agent("alice", "bordeaux", "desk:secretariat")
 
     async def flagged() -> bool:
