@@ -140,23 +140,38 @@ async def timestamp(
     size = hashlib.new(hash_algorithm).digest_size
     if len(digest) != size:
         raise ValueError(f"a {hash_algorithm} digest has {size} bytes, not {len(digest)}")
-    nonce = secrets.randbits(63)
-    query = build_query(digest, hash_algorithm, nonce=nonce)
     owned = client is None
     http = client or httpx.AsyncClient(timeout=timeout)
     try:
-        reply = await http.post(url, content=query, headers={"Content-Type": QUERY_TYPE})
-    except httpx.HTTPError as e:
-        raise TimestampError(f"TSA {url} unreachable: {e!r}") from None
+        # A reply that does not even parse as a TimeStampResp (seen rarely from the dev TSA
+        # on a loaded machine) is asked again with a fresh nonce; a refusal is final.
+        for attempt in range(3):
+            nonce = secrets.randbits(63)
+            query = build_query(digest, hash_algorithm, nonce=nonce)
+            try:
+                reply = await http.post(url, content=query, headers={"Content-Type": QUERY_TYPE})
+            except httpx.HTTPError as e:
+                raise TimestampError(f"TSA {url} unreachable: {e!r}") from None
+            if reply.status_code != 200:
+                raise TimestampError(
+                    f"TSA {url} answered HTTP {reply.status_code}: {reply.text[:200]}"
+                )
+            try:
+                token = TimestampToken.from_response(reply.content)
+            except TimestampError as error:
+                if attempt == 2 or "not a timestamp response" not in str(error):
+                    raise
+                await asyncio.sleep(0.2)
+                continue
+            if token.hashed_message != digest or token.nonce != nonce:
+                raise TimestampError(
+                    "the TSA answered for another request (imprint or nonce differ)"
+                )
+            return token
     finally:
         if owned:
             await http.aclose()
-    if reply.status_code != 200:
-        raise TimestampError(f"TSA {url} answered HTTP {reply.status_code}: {reply.text[:200]}")
-    token = TimestampToken.from_response(reply.content)
-    if token.hashed_message != digest or token.nonce != nonce:
-        raise TimestampError("the TSA answered for another request (imprint or nonce differ)")
-    return token
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def verify_timestamp(
