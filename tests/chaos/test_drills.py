@@ -37,7 +37,6 @@ def _cli(run_dir: Path, *args: str, timeout: float = 300) -> subprocess.Complete
 
 @pytest.fixture(scope="module")
 def ha_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    pytest.importorskip("mutualis_trust", reason="the journeys sign PDFs")
     run_dir = tmp_path_factory.mktemp("drills") / "run"
     ports = [
         "--nats-port",

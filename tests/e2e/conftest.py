@@ -22,8 +22,6 @@ from mutualis_cli.rundir import RunState, load_state
 from mutualis_kernel.testing.otlp import OtlpReceiver
 from mutualis_kernel.testing.ports import free_port_block
 
-pytest.importorskip("mutualis_trust", reason="the journeys sign PDFs")
-
 # tsa (base+317) and sinks (base+24, +25) are placed from the service port base.
 SERVICE_PORT_SPAN = 320
 

@@ -28,8 +28,6 @@ from mutualis_cli.rundir import load_state
 from mutualis_cli.wiring import DEV_KEY_ENCRYPTION_SECRET, DEV_TOKEN_PIN, DEV_TOKEN_SO_PIN
 from mutualis_kernel.testing.ports import free_port_block
 
-pytest.importorskip("mutualis_trust", reason="the journey signs a PDF")
-
 pytestmark = pytest.mark.slow
 
 # tsa (base+317) and sinks (base+24, +25) are placed from the service port base.
