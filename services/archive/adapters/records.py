@@ -11,6 +11,7 @@ from nats.js.errors import KeyNotFoundError
 from archive.domain import record as record_rules
 from archive.domain.model import Record
 from archive.manifest import RECORDS
+from mutualis_kernel.bus.kv import current_entries
 from mutualis_kernel.bus.store import EventStore
 
 
@@ -38,15 +39,6 @@ class RecordRepository:
         return Record.model_validate_json(entry.value or b"")
 
     async def all(self, tenant: str) -> AsyncIterator[Record]:
-        """Every projected record of a tenant (a KV watch of `<tenant>.>`: one pass, no gets)."""
-        kv = await self._js.key_value(RECORDS)
-        watcher = await kv.watch(f"{tenant}.>", ignore_deletes=True, include_history=False)
-        try:
-            while True:
-                entry = await watcher.updates(timeout=10.0)
-                if entry is None:
-                    break
-                if entry.value:
-                    yield Record.model_validate_json(entry.value)
-        finally:
-            await watcher.stop()
+        """Every projected record of a tenant (one pass over `<tenant>.>`, no gets)."""
+        async for entry in current_entries(self._js, RECORDS, f"{tenant}.>"):
+            yield Record.model_validate_json(entry.value)

@@ -25,10 +25,10 @@ import nats.errors
 import structlog
 from joserfc import jwe
 from joserfc.jwk import ECKey, KeySet, OctKey
-from nats.js.errors import NoKeysError
 
 from identity.adapters.repository import Bucket
 from identity.domain.errors import AlreadyExists
+from mutualis_kernel.bus.kv import scan
 
 CURRENT = "current"
 log = structlog.get_logger("identity.keys")
@@ -171,12 +171,7 @@ class KeyStore:
         return {"keys": keys}
 
     async def _key_names(self) -> list[str]:
-        try:
-            # nats-py's `filters` is a substring match, so filter here (the bucket is tiny).
-            names = await self.bucket.kv.keys()
-        except NoKeysError:
-            return []
-        return sorted(n for n in names if n.startswith("key."))
+        return sorted([entry.key async for entry in scan(self.bucket.kv, "key.*")])
 
     async def _store_new_key(self) -> str:
         kid = f"{time.strftime('%Y%m%d')}-{secrets.token_hex(4)}"

@@ -17,6 +17,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from mutualis_kernel.bus.kv import KvEntry, scan
 from notifications import manifest
 from notifications.domain.model import Channel, Notification, Preferences
 from notifications.domain.routing import RoutingRules, parse_routes
@@ -80,23 +81,9 @@ class TenantConfig(BaseModel):
     signature: str | None = Field(default=None, max_length=500)
 
 
-async def _entries(kv: KeyValue, pattern: str) -> AsyncIterator[KeyValue.Entry]:
+def _entries(kv: KeyValue, pattern: str) -> AsyncIterator[KvEntry]:
     """Current entries under a key pattern (server-side filtered), deletes skipped."""
-    watcher = await kv.watch(pattern, ignore_deletes=True)
-    try:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
-            except TimeoutError:
-                return
-            if entry is None:
-                return
-            if entry.value:
-                yield entry
-            if entry.delta == 0:
-                return
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    return scan(kv, pattern)
 
 
 class Stores:

@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 
 from mutualis_kernel.bus.errors import ConcurrencyConflict
+from mutualis_kernel.bus.kv import current_entries, current_keys
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.events import Envelope, Event
@@ -146,22 +147,8 @@ def _delegation(body: dict[str, Any]) -> Delegation:
 
 
 async def _tenant_values(js: JetStreamContext, bucket: str, tenant: str) -> list[bytes]:
-    """Every live value under `<tenant>.*`, read in one pass by a KV watcher.
-
-    (nats-py 2.16's `keys(filters=...)` finds nothing, and a get per key costs a round trip.)
-    """
-    kv = await js.key_value(bucket)
-    watcher = await kv.watch(f"{tenant}.*", ignore_deletes=True)
-    values: list[bytes] = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of the current values
-                break
-            if entry.value:
-                values.append(entry.value)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return values
+    """Every live value under `<tenant>.*`, read in one pass (a get per key costs a round trip)."""
+    return [entry.value async for entry in current_entries(js, bucket, f"{tenant}.*")]
 
 
 class KeyValueErasures:
@@ -180,9 +167,5 @@ class KeyValueErasures:
 
     async def all(self) -> list[tuple[str, str]]:
         """Every (tenant, digest of user id) erased so far."""
-        kv = await self._js.key_value(self._bucket)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
+        keys = await current_keys(self._js, self._bucket)
         return [(key.split(".", 1)[0], key.split(".", 1)[1]) for key in keys]

@@ -1,0 +1,105 @@
+"""Reading the current values of a JetStream KV bucket under a key pattern, in one pass.
+
+nats-py's `KeyValue.watch()` signals "no more current values" with a `None` that it may put
+*before* values already on their way: it decides from the consumer's `num_pending` (which no
+longer counts messages in flight) and from the messages its callback has seen so far (none, as
+the callback waits for the set-up to finish). A scan that stops at that `None` can then miss
+every entry — seen as a GDPR erasure that scrubbed nothing. `keys()` inherits the race.
+
+Here the count comes from the server when the consumer is created, before anything is
+delivered, so it is exact: an ephemeral consumer (last value per subject, no acks) pushes to
+an inbox that is read until that many messages have arrived.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+
+_DELETED = {"DEL", "PURGE"}
+
+
+@dataclass(frozen=True)
+class KvEntry:
+    """A live key, its value, and the revision to expect when updating it."""
+
+    key: str
+    value: bytes
+    revision: int
+
+
+async def current_entries(
+    js: JetStreamContext, bucket: str, pattern: str = ">", *, timeout: float = 10.0
+) -> AsyncIterator[KvEntry]:
+    """Every live entry of `bucket` whose key matches `pattern`; deleted keys are skipped.
+
+    Raises `TimeoutError` when the server stops delivering before the count it announced.
+    """
+    stream = f"KV_{bucket}"
+    prefix = f"$KV.{bucket}."
+    nc = js._nc  # nats-py keeps the connection there; the inbox must exist before the consumer
+    inbox = nc.new_inbox()
+    # Push, not pull: a pull request right after a clustered consumer's creation can meet
+    # "no responders" until its leader is known everywhere; a push consumer just delivers.
+    subscription = await nc.subscribe(inbox)
+    consumer: str | None = None
+    try:
+        info = await js.add_consumer(
+            stream,
+            api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                ack_policy=api.AckPolicy.NONE,
+                deliver_subject=inbox,
+                filter_subject=f"{prefix}{pattern}",
+                inactive_threshold=timeout * 3,
+                mem_storage=True,
+                num_replicas=1,
+            ),
+        )
+        consumer = info.name
+        remaining = info.num_pending or 0
+        while remaining > 0:
+            try:
+                message = await subscription.next_msg(timeout=timeout)
+            except NatsTimeoutError as error:
+                raise TimeoutError(f"{bucket}: {remaining} entries never arrived") from error
+            remaining = message.metadata.num_pending
+            headers = message.headers or {}
+            if (
+                headers.get("KV-Operation") in _DELETED
+                or "Nats-Marker-Reason" in headers
+                or not message.data
+            ):
+                continue
+            yield KvEntry(
+                key=message.subject[len(prefix) :],
+                value=message.data,
+                revision=message.metadata.sequence.stream,
+            )
+    finally:
+        await subscription.unsubscribe()
+        await _forget(js, stream, consumer)
+
+
+def scan(kv: KeyValue, pattern: str = ">") -> AsyncIterator[KvEntry]:
+    """`current_entries` for a nats-py `KeyValue` handle (which keeps its context and name)."""
+    return current_entries(kv._js, kv._name, pattern)
+
+
+async def current_keys(js: JetStreamContext, bucket: str, pattern: str = ">") -> list[str]:
+    """The live keys matching `pattern` (empty when there are none, unlike nats-py's `keys()`)."""
+    return [entry.key async for entry in current_entries(js, bucket, pattern)]
+
+
+async def _forget(js: JetStreamContext, stream: str, consumer: str | None) -> None:
+    # The inactivity threshold removes it anyway; deleting now keeps the consumer count flat.
+    if consumer is None:
+        return
+    with contextlib.suppress(NotFoundError, NatsTimeoutError):
+        await js.delete_consumer(stream, consumer)
