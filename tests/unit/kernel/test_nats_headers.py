@@ -1,0 +1,35 @@
+"""The header parser the bus installs into nats-py gives exactly what nats-py's own gives."""
+
+import pytest
+from nats.aio.client import Client
+
+from mutualis_kernel.bus import nats_headers
+
+CLOUDEVENT = (
+    b"ce-specversion: 1.0\r\nce-id: 01a226ab-4864-7b5c\r\nce-type: mutualis.demo.parcel.v1\r\n"
+    b"ce-tenant: bordeaux\r\ntraceparent: 00-0af7651916cd43dd-b7ad6b7169203331-01\r\n"
+    b"Nats-Msg-Id: 01a226ab\r\n\r\n"
+)
+TRICKY = [
+    b"",
+    b"\r\n\r\n",
+    b"Name:Value\r\nOther:\tTabbed \r\n",
+    b"no colon here\r\nKept: yes\r\n",
+    b"Bad Name: refused\r\nBad\x1cName: refused too\r\nGood: kept\r\n",
+    "Nom-\u00e9: non-ascii name skipped\r\n".encode(),
+    b"Value: caf\xc3\xa9 \xff broken utf-8\r\n",
+    b"Dup: first\r\nDup: second\r\n",
+    b"Colon: a:b:c\r\n:empty name\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", [CLOUDEVENT, *TRICKY])
+def test_the_fast_parser_agrees_with_nats_py(raw: bytes) -> None:
+    assert nats_headers.nats_py_parser is not None
+    assert nats_headers.parse_header_lines(raw) == nats_headers.nats_py_parser(raw)
+
+
+def test_importing_the_bus_installs_it() -> None:
+    import mutualis_kernel.bus  # noqa: F401 - the import is the point
+
+    assert Client._parse_header_lines is nats_headers.parse_header_lines
