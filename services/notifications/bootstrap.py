@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -44,6 +45,7 @@ def email_sender(settings: NotificationsSettings) -> FailoverEmail:
         "ca_file": settings.smtp_ca_file,
         "timeout_s": settings.smtp_timeout_s,
         "sender": settings.mail_from,
+        "pool_size": settings.smtp_pool_size,
     }
     relays = [SmtpRelay("smtp-primary", settings.smtp_host, settings.smtp_port, **common)]  # type: ignore[arg-type]
     if settings.smtp_secondary_host:
@@ -105,7 +107,7 @@ async def build_deps(
     sms: SmsSender | None = None,
 ) -> Deps:
     return Deps(
-        stores=await Stores.open(platform.js),
+        stores=await Stores.open(platform.js, settings_ttl_s=settings.settings_cache_s),
         publisher=platform.publisher,
         email=email or email_sender(settings),
         sms=sms or sms_sender(settings),
@@ -137,7 +139,13 @@ def wiring_for(platform: Platform, deps: Deps, settings: NotificationsSettings) 
     app.include_router(
         api_router(deps, TokenVerifier(settings.issuer_url, "mutualis:notifications"))
     )
-    return Wiring(app=app, consumers=consumers(platform, deps, settings))
+    # Pooled SMTP sessions and gateway connections are closed politely at shutdown.
+    closers: list[Callable[[], Awaitable[None]]] = [
+        sender.aclose
+        for sender in (deps.email, deps.sms)
+        if isinstance(sender, FailoverEmail | FailoverSms)
+    ]
+    return Wiring(app=app, consumers=consumers(platform, deps, settings), on_stop=closers)
 
 
 async def wire(platform: Platform) -> Wiring:

@@ -23,6 +23,8 @@ class NotificationsSettings(KernelSettings):
         default=None, description="CA bundle trusted for STARTTLS (a dev CA in tests)."
     )
     smtp_timeout_s: float = 10.0
+    #: Idle SMTP sessions kept open per relay between mails (0: a new connection per mail).
+    smtp_pool_size: int = Field(default=4, ge=0)
     mail_from: str = "ne-pas-repondre@mutualis.example"
     # SMS gateways (generic JSON/HTTP), primary then secondary.
     sms_gateway_url: str = "http://127.0.0.1:8026/sms"
@@ -39,3 +41,6 @@ class NotificationsSettings(KernelSettings):
     rate_per_s: float = 50.0
     rate_burst: float = 100.0
     callback_timeout_s: float = 5.0
+    #: How long tenant settings, templates and routing rules are kept in memory; a change
+    #: made through another instance applies within this delay.
+    settings_cache_s: float = Field(default=2.0, ge=0)

@@ -8,7 +8,7 @@ other classes with the same `send`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -21,6 +21,19 @@ class JsonHttpGateway:
     url: str
     token: str | None = None
     timeout_s: float = 10.0
+    # One client per gateway, opened on first use: its connections are kept alive between
+    # messages instead of a TCP (and TLS) handshake per SMS.
+    _client: httpx.AsyncClient | None = field(default=None, repr=False)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def send(self, sms: OutgoingSms) -> Accepted:
         headers = {"Idempotency-Key": sms.reference}
@@ -28,8 +41,7 @@ class JsonHttpGateway:
             headers["Authorization"] = f"Bearer {self.token}"
         body = {"to": sms.to, "text": sms.text, "reference": sms.reference, "tenant": sms.tenant}
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-                response = await client.post(self.url, json=body, headers=headers)
+            response = await self._http().post(self.url, json=body, headers=headers)
         except httpx.HTTPError as error:
             raise DeliveryError(
                 f"{self.name}: {type(error).__name__}", permanent=False, provider=self.name
@@ -61,3 +73,7 @@ class FailoverSms:
                 last = error
         assert last is not None
         raise last
+
+    async def aclose(self) -> None:
+        for gateway in self.gateways:
+            await gateway.aclose()

@@ -2,12 +2,19 @@
 
 SMTP replies map to the delivery status machine: 4xx -> temporary failure, 5xx -> permanent
 failure, a relay that cannot be reached -> try the secondary relay, then temporary failure.
+
+Connections are kept open between mails (a small pool per relay): connecting, EHLO, STARTTLS
+and AUTH cost more than the mail itself on a busy relay. A pooled connection is only reused
+when its last transaction ended cleanly, and is dropped once idle longer than
+`idle_timeout_s` (relays close idle sessions; RFC 5321 asks them to wait at least 5 minutes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -16,7 +23,7 @@ import aiosmtplib
 from notifications.service_layer.ports import Accepted, DeliveryError, OutgoingEmail
 
 
-@dataclass(frozen=True)
+@dataclass
 class SmtpRelay:
     name: str
     host: str
@@ -27,6 +34,10 @@ class SmtpRelay:
     ca_file: str | None = None
     timeout_s: float = 10.0
     sender: str = "ne-pas-repondre@mutualis.example"
+    #: Idle connections kept per relay; 0 opens a connection per mail.
+    pool_size: int = 4
+    idle_timeout_s: float = 60.0
+    _idle: list[tuple[aiosmtplib.SMTP, float]] = field(default_factory=list, repr=False)
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_file)
@@ -49,37 +60,89 @@ class SmtpRelay:
             message.add_alternative(email.html, subtype="html")
         return message
 
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            # Required, not opportunistic: a relay that does not offer STARTTLS fails.
+            start_tls=bool(self.starttls),
+            tls_context=self._tls_context() if self.starttls else None,
+            timeout=self.timeout_s,
+        )
+        await client.connect()
+        return client
+
+    def _take_idle(self) -> tuple[aiosmtplib.SMTP | None, bool]:
+        """A live pooled connection, if any, and whether it was one (else: connect)."""
+        now = time.monotonic()
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and now - since < self.idle_timeout_s:
+                return client, True
+            client.close()
+        return None, False
+
+    def _give_back(self, client: aiosmtplib.SMTP) -> None:
+        if len(self._idle) < self.pool_size and client.is_connected:
+            self._idle.append((client, time.monotonic()))
+        else:
+            client.close()
+
     async def send(self, email: OutgoingEmail) -> Accepted:
         message = self.build(email)
+        client, reused = self._take_idle()
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                # Required, not opportunistic: a relay that does not offer STARTTLS fails.
-                start_tls=bool(self.starttls),
-                tls_context=self._tls_context() if self.starttls else None,
-                timeout=self.timeout_s,
-            )
+            if client is None:
+                client = await self._connect()
+            try:
+                await client.send_message(message)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                if not reused:
+                    raise
+                # The relay closed a pooled session while it sat idle: nothing of this mail
+                # reached it (the command could not even be written), so a fresh session is
+                # the first real attempt, not a second send.
+                client.close()
+                client = None
+                client = await self._connect()
+                await client.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as error:
+            self._discard(client)
             codes = [r.code for r in error.recipients]
             permanent = all(code >= 500 for code in codes)
             raise DeliveryError(
                 f"{self.name}: recipient refused {codes}", permanent=permanent, provider=self.name
             ) from None
         except aiosmtplib.SMTPResponseException as error:
+            self._discard(client)
             raise DeliveryError(
                 f"{self.name}: {error.code} {error.message}",
                 permanent=500 <= error.code < 600,
                 provider=self.name,
             ) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            self._discard(client)
             raise RelayUnavailable(
                 f"{self.name}: {type(error).__name__}: {error}", self.name
             ) from None
+        self._give_back(client)
         return Accepted(provider=self.name, message_id=email.message_id)
+
+    @staticmethod
+    def _discard(client: aiosmtplib.SMTP | None) -> None:
+        # After a refusal the session state is unknown to us: never hand it to the next mail.
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Say goodbye to the relay on every pooled connection (at shutdown)."""
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+            client.close()
 
 
 class RelayUnavailable(DeliveryError):
@@ -106,3 +169,7 @@ class FailoverEmail:
                 last = error
         assert last is not None
         raise last
+
+    async def aclose(self) -> None:
+        for relay in self.relays:
+            await relay.aclose()

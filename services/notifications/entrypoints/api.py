@@ -6,7 +6,6 @@ are local names FastAPI must resolve when each route is declared.
 Routes parse, check the tenant wall, call the service layer and map domain errors to 4xx.
 """
 
-
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
