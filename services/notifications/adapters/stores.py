@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -22,6 +24,8 @@ from notifications import manifest
 from notifications.domain.model import Channel, Notification, Preferences
 from notifications.domain.routing import RoutingRules, parse_routes
 from notifications.domain.templates import Template
+
+T = TypeVar("T")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_=-]{1,64}$")
 
@@ -87,7 +91,19 @@ def _entries(kv: KeyValue, pattern: str) -> AsyncIterator[KvEntry]:
 
 
 class Stores:
-    def __init__(self, buckets: dict[str, KeyValue]) -> None:
+    """Typed access to the buckets.
+
+    Tenant settings, templates and routing rules are read for every message but change
+    rarely: they are kept in memory for `settings_ttl_s` (saving through this instance
+    forgets its copy at once; another instance's change shows within the TTL).
+    """
+
+    def __init__(self, buckets: dict[str, KeyValue], *, settings_ttl_s: float = 2.0) -> None:
+        self.settings_ttl_s = settings_ttl_s
+        self._cached: dict[str, tuple[float, object]] = {}
+        # Last known (count, revision) per statistics key: the next increment is tried
+        # directly against it, and re-read only when another writer got there first.
+        self._counts: dict[str, tuple[int, int]] = {}
         self.ledger = buckets[manifest.LEDGER]
         self.directory = buckets[manifest.DIRECTORY]
         self.preferences = buckets[manifest.PREFERENCES]
@@ -97,9 +113,24 @@ class Stores:
         self.stats = buckets[manifest.STATS]
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> Stores:
+    async def open(cls, js: JetStreamContext, *, settings_ttl_s: float = 2.0) -> Stores:
         names = [kv.bucket for kv in manifest.RESOURCES.key_values]
-        return cls({name: await js.key_value(name) for name in names})
+        return cls(
+            {name: await js.key_value(name) for name in names}, settings_ttl_s=settings_ttl_s
+        )
+
+    async def _remembered(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        hit = self._cached.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[return-value]  # stored by this method under `key`
+        value = await load()
+        if self.settings_ttl_s > 0:
+            self._cached[key] = (now + self.settings_ttl_s, value)
+        return value
+
+    def _forget(self, key: str) -> None:
+        self._cached.pop(key, None)
 
     # -- ledger ---------------------------------------------------------------------------
     @staticmethod
@@ -146,20 +177,24 @@ class Stores:
     async def count(self, tenant: str, channel: Channel, status: str) -> None:
         """Anonymous statistics: a counter per tenant, channel and final status."""
         key = f"{tenant}.{channel}.{status}"
+        known = self._counts.get(key)
         for _ in range(20):
             try:
-                entry = await self.stats.get(key)
-                current = int(entry.value or b"0")
-                await self.stats.update(key, str(current + 1).encode(), entry.revision)
+                if known is None:
+                    try:
+                        entry = await self.stats.get(key)
+                    except KeyNotFoundError:
+                        revision = await self.stats.create(key, b"1")
+                        self._counts[key] = (1, revision)
+                        return
+                    assert entry.revision is not None
+                    known = (int(entry.value or b"0"), entry.revision)
+                current, revision = known
+                revision = await self.stats.update(key, str(current + 1).encode(), revision)
+                self._counts[key] = (current + 1, revision)
                 return
-            except KeyNotFoundError:
-                try:
-                    await self.stats.create(key, b"1")
-                    return
-                except KeyWrongLastSequenceError:
-                    continue
             except KeyWrongLastSequenceError:
-                continue
+                known = None  # another writer (or instance) counted too: read again
 
     async def statistics(self, tenant: str) -> dict[str, int]:
         return {
@@ -207,6 +242,11 @@ class Stores:
 
     # -- templates and routes -------------------------------------------------------------
     async def template(self, tenant: str, kind: str) -> Template | None:
+        return await self._remembered(
+            f"template/{tenant}/{kind}", lambda: self._template(tenant, kind)
+        )
+
+    async def _template(self, tenant: str, kind: str) -> Template | None:
         try:
             entry = await self.templates.get(f"{tenant}.template.{token(kind)}")
         except KeyNotFoundError:
@@ -214,12 +254,16 @@ class Stores:
         return Template.model_validate_json(entry.value) if entry.value else None
 
     async def save_template(self, tenant: str, template: Template) -> int:
-        return await self.templates.put(
+        revision = await self.templates.put(
             f"{tenant}.template.{token(template.kind)}", template.model_dump_json().encode()
         )
+        # After the write: a read in between would otherwise keep the old copy.
+        self._forget(f"template/{tenant}/{template.kind}")
+        return revision
 
     async def delete_template(self, tenant: str, kind: str) -> None:
         await self.templates.delete(f"{tenant}.template.{token(kind)}")
+        self._forget(f"template/{tenant}/{kind}")
 
     async def tenant_templates(self, tenant: str) -> list[Template]:
         return [
@@ -228,6 +272,9 @@ class Stores:
         ]
 
     async def routes(self, tenant: str) -> RoutingRules | None:
+        return await self._remembered(f"routes/{tenant}", lambda: self._routes(tenant))
+
+    async def _routes(self, tenant: str) -> RoutingRules | None:
         try:
             entry = await self.templates.get(f"{tenant}.routes")
         except KeyNotFoundError:
@@ -236,6 +283,7 @@ class Stores:
 
     async def save_routes(self, tenant: str, text: str) -> None:
         await self.templates.put(f"{tenant}.routes", text.encode())
+        self._forget(f"routes/{tenant}")
 
     # -- inbox ----------------------------------------------------------------------------
     @staticmethod
@@ -274,6 +322,9 @@ class Stores:
 
     # -- tenant settings ------------------------------------------------------------------
     async def tenant_config(self, tenant: str) -> TenantConfig:
+        return await self._remembered(f"config/{tenant}", lambda: self._tenant_config(tenant))
+
+    async def _tenant_config(self, tenant: str) -> TenantConfig:
         try:
             entry = await self.tenants.get(tenant)
         except KeyNotFoundError:
@@ -282,3 +333,4 @@ class Stores:
 
     async def save_tenant_config(self, tenant: str, config: TenantConfig) -> None:
         await self.tenants.put(tenant, config.model_dump_json().encode())
+        self._forget(f"config/{tenant}")

@@ -230,12 +230,8 @@ async def request(
     now = deps.clock()
     recipient = user_id or address or "?"
     nid = notification_id(idempotency_key(cause_id, f"{tenant}/{recipient}", channel))
-    existing = await deps.stores.load_notification(tenant, nid)
-    if existing is not None:
-        notification = existing[0]
-        if notification.status == "created":
-            await _publish_requested(deps, notification)
-        return notification
+    # No read before the create: the first time (by far the common case) costs one KV round
+    # trip, and a repeat is told apart by the create's refusal.
     notification = Notification(
         id=nid,
         tenant=tenant,
@@ -281,7 +277,14 @@ async def request(
     if refusal is not None:
         notification = notification.refused(now, refusal)
     if not await deps.stores.create_notification(notification):
-        return notification  # another instance recorded the same key first
+        # Seen before (a redelivered event, a repeated API call, another instance).
+        existing = await deps.stores.load_notification(tenant, nid)
+        if existing is None:
+            return notification
+        if existing[0].status == "created":
+            # The first handling may have stopped before asking for delivery.
+            await _publish_requested(deps, existing[0])
+        return existing[0]
     if refusal is not None:
         await _publish_failed(deps, notification, refusal, attempt=0)
         await deps.stores.count(tenant, channel, notification.status)
