@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from mutualis_kernel.bus.consumer import EventConsumer
 from mutualis_kernel.runner import Platform, open_platform
@@ -156,3 +159,86 @@ async def smtp_sink(directory: Path, **kwargs: Any) -> AsyncIterator[Any]:
 
 def mails(directory: Path) -> list[dict[str, Any]]:
     return list_mail(directory)
+
+
+@asynccontextmanager
+async def http_server(app: Any) -> AsyncIterator[str]:
+    """A real uvicorn server for `app` on a free loopback port; yields its base URL."""
+    port = free_port_block(1)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        log_config=None,
+        # An SSE stream never ends by itself: do not wait on it when the test is over.
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait([task], timeout=10)
+        task.cancel()
+
+
+@dataclass
+class Recorder:
+    """What a test HTTP peer received, and what it answers (one status per request, then 2xx)."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    always: int | None = None
+    hits: int = 0
+
+    def answer(self) -> int | None:
+        self.hits += 1
+        if self.always is not None:
+            return self.always
+        return self.statuses.pop(0) if self.statuses else None
+
+
+# Module-level imports above on purpose: FastAPI resolves these apps' annotations (strings,
+# with `from __future__ import annotations`) in this module's namespace.
+def sms_gateway_app(name: str, recorder: Recorder) -> FastAPI:
+    """A test SMS gateway (no real operator can run here): the generic JSON/HTTP provider.
+
+    Accepts `POST /sms` like the provider the adapter targets, answers 202 with its own message
+    id, or the status the test asks for.
+    """
+    app = FastAPI()
+
+    @app.post("/sms")
+    async def receive(request: Request) -> JSONResponse:
+        forced = recorder.answer()
+        if forced is not None:
+            return JSONResponse({"error": "forced by the test"}, status_code=forced)
+        body = await request.json()
+        message_id = f"{name}-{len(recorder.received) + 1}"
+        recorder.received.append({**body, "headers": dict(request.headers), "id": message_id})
+        return JSONResponse({"id": message_id}, status_code=202)
+
+    return app
+
+
+def callback_receiver_app(recorder: Recorder) -> FastAPI:
+    """A calling application's status endpoint: keeps the raw body and the signature header."""
+    app = FastAPI()
+
+    @app.post("/callbacks/notifications")
+    async def receive(request: Request) -> Response:
+        recorder.received.append(
+            {
+                "body": await request.body(),
+                "signature": request.headers.get("x-mutualis-signature", ""),
+            }
+        )
+        return Response(status_code=recorder.answer() or 204)
+
+    return app
