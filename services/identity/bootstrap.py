@@ -17,6 +17,7 @@ from identity.adapters.eventlog import EventLog
 from identity.adapters.keys import KeyStore
 from identity.adapters.projector import SequencedConsumer, projector
 from identity.adapters.repository import Stores
+from identity.adapters.throttle import FailureMirror
 from identity.devseed import seed_dev
 from identity.domain.security import PasswordPolicy, Passwords
 from identity.entrypoints.api import api_router
@@ -78,7 +79,8 @@ async def build(settings: IdentitySettings, *, apply: bool = True) -> Identity:
     if settings.dev_mode:
         created = await seed_dev(deps)
         log.info("identity.dev_seed", created=created)
-    provider = Provider(deps, keys, settings)
+    failures = FailureMirror(stores.throttle.kv, settings.throttle_window_s)
+    provider = Provider(deps, keys, settings, failures)
 
     async def nats_ready() -> str | None:
         return None if nc.is_connected else "not connected to NATS"
@@ -115,6 +117,8 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
         asyncio.create_task(identity.projector.run(stop)),
         asyncio.create_task(identity.provider.keys.watch(stop)),
     ]
+    if identity.provider.failures is not None:
+        background.append(asyncio.create_task(identity.provider.failures.watch(stop)))
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
@@ -125,6 +129,7 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
         await task
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
+        identity.provider.close()
         await identity.nc.drain()
 
 

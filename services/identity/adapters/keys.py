@@ -5,15 +5,17 @@ key derived from `key_encryption_secret`), so a copy of the bucket alone cannot 
 `current` names the key that signs. Rotation writes a new key and moves `current`; the old
 key stays published in the JWKS until every token it signed has expired.
 
-Signing and verifying must not read the bucket every time: the current key and the public
-key set are cached in memory. A KV watch on the bucket drops the cache as soon as any
-instance rotates; a short TTL bounds staleness should the watch be down; and a token whose
-`kid` the cache does not know forces one reload (at most once a second).
+Signing and verifying must not read the bucket every time: the current key (as a ready
+`Signer`) and the public key set are cached in memory. A KV watch on the bucket drops the
+cache as soon as any instance rotates; a short TTL bounds staleness should the watch be
+down; and a token whose `kid` the cache does not know forces one reload (at most once a
+second).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -23,6 +25,9 @@ from typing import Any
 
 import nats.errors
 import structlog
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwe
 from joserfc.jwk import ECKey, KeySet, OctKey
 
@@ -32,6 +37,40 @@ from mutualis_kernel.bus.kv import scan
 
 CURRENT = "current"
 log = structlog.get_logger("identity.keys")
+_ES256 = ec.ECDSA(hashes.SHA256())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class Signer:
+    """Signs compact JWS with one ES256 key (RFC 7515/7518 §3.4), straight on `cryptography`.
+
+    A token is the hot path of every grant: the private key object is imported once and the
+    encoded header for each `typ` is kept, so a signature costs one JSON dump and one ECDSA.
+    Verification stays with joserfc (`key_set`), which checks everything a reader must.
+    """
+
+    def __init__(self, kid: str, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self.kid = kid
+        self._key = private_key
+        self._headers: dict[str, str] = {}
+
+    def sign(self, claims: dict[str, Any], *, typ: str) -> str:
+        header = self._headers.get(typ)
+        if header is None:
+            header = _b64(
+                json.dumps(
+                    {"alg": "ES256", "kid": self.kid, "typ": typ}, separators=(",", ":")
+                ).encode()
+            )
+            self._headers[typ] = header
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = f"{header}.{payload}"
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode("ascii"), _ES256))
+        # JWS wants the raw 64-byte R || S, not the DER sequence cryptography returns.
+        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 class KeyStore:
@@ -47,13 +86,16 @@ class KeyStore:
         self.publish_after_retire_s = publish_after_retire_s
         self.cache_ttl_s = cache_ttl_s
         self._private: dict[str, ECKey] = {}
+        self._signers: dict[str, Signer] = {}
         self._current: tuple[float, ECKey] | None = None
+        self._current_signer: tuple[float, Signer] | None = None
         self._jwks: tuple[float, dict[str, Any], KeySet] | None = None
         self._last_forced = 0.0
 
     def invalidate(self) -> None:
         """Forget the cached current key and key set (a rotation happened somewhere)."""
         self._current = None
+        self._current_signer = None
         self._jwks = None
 
     async def watch(self, stop: asyncio.Event) -> None:
@@ -119,6 +161,22 @@ class KeyStore:
         key = await self._load_signing_key()
         self._current = (time.monotonic(), key)
         return key
+
+    async def signer(self) -> Signer:
+        """The current key, ready to sign (same cache and invalidation as `signing_key`)."""
+        cached = self._current_signer
+        if cached is not None and time.monotonic() - cached[0] < self.cache_ttl_s:
+            return cached[1]
+        key = await self.signing_key()
+        signer = self._signers.get(key.kid or "")
+        if signer is None:
+            private = key.private_key
+            if not isinstance(private, ec.EllipticCurvePrivateKey):
+                raise LookupError(f"signing key {key.kid} has no private part")
+            signer = Signer(str(key.kid), private)
+            self._signers[str(key.kid)] = signer
+        self._current_signer = (time.monotonic(), signer)
+        return signer
 
     async def _load_signing_key(self) -> ECKey:
         kid = await self.current_kid()

@@ -679,3 +679,39 @@ async def test_an_instance_in_another_datacenter_serves_the_same_users(
         assert (await introspect(identity_dc1, tokens["access_token"]))["active"] is True
     finally:
         stop_identity(dc2)
+
+
+async def test_an_instance_sees_failures_recorded_elsewhere_through_its_watch(
+    identity_dc1: RunningIdentity, nats_cluster: Any
+) -> None:
+    """The throttling copy catches up with the bucket, then follows what others write."""
+    import asyncio
+
+    import nats
+
+    from identity.adapters.throttle import FailureMirror
+
+    key = f"cli.{secrets.token_hex(16)}"
+    nc = await nats.connect(servers=nats_cluster.urls_for("dc2"))
+    kv = await nc.jetstream().key_value("identity_throttle")
+    mirror, stop = FailureMirror(kv, window_s=900), asyncio.Event()
+    task = asyncio.create_task(mirror.watch(stop))
+
+    async def until(condition: Any) -> bool:
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110 - a plain attribute, polled with a deadline
+            await asyncio.sleep(0.02)
+        return bool(condition())
+
+    try:
+        assert await until(lambda: mirror.ready)
+        assert mirror.recent(key) == []
+        # Another instance (here: another connection) records two failures, then they expire.
+        await kv.put(key, json.dumps({"timestamps": [1.0, 2.0]}).encode())
+        assert await until(lambda: mirror.recent(key) == [1.0, 2.0])
+        await kv.delete(key)
+        assert await until(lambda: mirror.recent(key) == [])
+    finally:
+        stop.set()
+        await task
+        await nc.close()
