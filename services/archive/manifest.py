@@ -3,6 +3,8 @@ and consumers (no I/O here)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
 from mutualis_kernel.streams import (
@@ -31,7 +33,14 @@ def seals_subject(tenant: str) -> str:
 
 RESOURCES = Resources(
     streams=(
-        events_stream("archive", "Records, holds, disposals, seals and integrity results."),
+        # Evidence is append-only by configuration too: the servers refuse to delete a message
+        # or purge either stream, whoever asks. Disposal destroys content in the object store
+        # (its own stream) and appends `record.disposed`; it never removes anything here.
+        replace(
+            events_stream("archive", "Records, holds, disposals, seals and integrity results."),
+            deny_delete=True,
+            deny_purge=True,
+        ),
         StreamSpec(
             name=JOURNAL_STREAM,
             subjects=("archive.journal.>", "archive.seals.>"),
@@ -39,6 +48,8 @@ RESOURCES = Resources(
                 "Per-tenant hash-chained journal (archive.journal.<tenant>) and its "
                 "RFC 3161 seals (archive.seals.<tenant>); kept forever."
             ),
+            deny_delete=True,
+            deny_purge=True,
         ),
     ),
     key_values=(

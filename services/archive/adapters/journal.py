@@ -23,6 +23,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanContext
 from pydantic import BaseModel, ConfigDict
@@ -65,6 +66,13 @@ class JetStreamJournal:
     def __init__(self, js: JetStreamContext, *, attempts: int = 50) -> None:
         self._js = js
         self._attempts = attempts
+        self._ids: KeyValue | None = None
+
+    async def _index(self) -> KeyValue:
+        # Looked up once: `js.key_value()` asks for the bucket's stream info on every call.
+        if self._ids is None:
+            self._ids = await self._js.key_value(JOURNAL_IDS)
+        return self._ids
 
     async def _last(self, subject: str) -> tuple[bytes | None, int, dict[str, str]]:
         try:
@@ -88,7 +96,7 @@ class JetStreamJournal:
         time: datetime | None = None,
     ) -> JournalEntry:
         subject = journal_subject(tenant)
-        kv = await self._js.key_value(JOURNAL_IDS)
+        kv = await self._index()
         index_key = f"{tenant}.{entry_id}" if entry_id else None
         if index_key is not None:
             known = await self._indexed(kv, index_key)

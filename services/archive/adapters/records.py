@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from archive.domain import record as record_rules
 from archive.domain.model import Record
@@ -19,6 +20,13 @@ class RecordRepository:
     def __init__(self, js: JetStreamContext, store: EventStore) -> None:
         self._js = js
         self._store = store
+        self._kv: KeyValue | None = None
+
+    async def _projection(self) -> KeyValue:
+        # Looked up once: `js.key_value()` asks for the bucket's stream info on every call.
+        if self._kv is None:
+            self._kv = await self._js.key_value(RECORDS)
+        return self._kv
 
     async def load(self, tenant: str, record_id: str) -> tuple[Record | None, int]:
         """The record rebuilt from its events, and the version to append at."""
@@ -27,11 +35,11 @@ class RecordRepository:
         return record, history.version
 
     async def project(self, record: Record) -> None:
-        kv = await self._js.key_value(RECORDS)
+        kv = await self._projection()
         await kv.put(f"{record.tenant}.{record.record_id}", record.model_dump_json().encode())
 
     async def projected(self, tenant: str, record_id: str) -> Record | None:
-        kv = await self._js.key_value(RECORDS)
+        kv = await self._projection()
         try:
             entry = await kv.get(f"{tenant}.{record_id}")
         except KeyNotFoundError:

@@ -154,12 +154,15 @@ class ArchiveService:
         record = rules.replay(command.tenant, [event])
         assert record is not None
         METRICS.record_ingested(command.tenant, fixity.size)
-        await self._finish_ingest(record)
+        # Appended at version 0 just now: the record is this one event, no need to read it back.
+        await self._finish_ingest(record, reload=False)
         return record, True
 
-    async def _finish_ingest(self, record: Record) -> None:
+    async def _finish_ingest(self, record: Record, *, reload: bool = True) -> None:
         """Projection and journal entry of an ingest; idempotent, so a retry repairs a crash."""
-        current, _ = await self.records.load(record.tenant, record.record_id)
+        current = None
+        if reload:
+            current, _ = await self.records.load(record.tenant, record.record_id)
         await self.records.project(current or record)
         await self.journal.append(
             record.tenant,

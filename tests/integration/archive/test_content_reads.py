@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import uuid
+from pathlib import Path
 
 import nats
 import pytest
@@ -15,8 +16,10 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig
 
 from archive.adapters.content import (
     FETCH_BATCH,
+    PUT_CHUNK,
     ContentCorrupted,
     ContentMissing,
+    ContentStore,
     ObjectReader,
     fixity_digest,
     iter_object,
@@ -134,5 +137,37 @@ async def test_a_read_resumes_after_its_last_chunk_when_its_consumer_is_lost(
                     await js.delete_consumer(stream, consumer.name)
         assert reader.retries >= 1
         assert b"".join(received) == CONTENT  # no chunk twice, none skipped
+    finally:
+        await nc.close()
+
+
+async def test_objects_stored_in_large_chunks_and_older_ones_both_audit_and_download(
+    nats_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """New objects go in 1 MiB chunks, those stored before in nats-py's 128 KiB: both read back
+    through the audit and through plain nats-py `get`."""
+    nc, js = await _connect(nats_cluster)
+    try:
+        bucket = f"chunks_{uuid.uuid4().hex[:10]}"
+        await js.create_object_store(
+            bucket=bucket, config=ObjectStoreConfig(bucket=bucket, replicas=3)
+        )
+        content = os.urandom(3 * PUT_CHUNK + 12345)
+        source = tmp_path / "content.bin"
+        source.write_bytes(content)
+        store = await js.object_store(bucket)
+        await store.put("older", io.BytesIO(content))  # type: ignore[arg-type]
+        await ContentStore(js, bucket).put_file("newer", source, "application/octet-stream")
+
+        for name, chunk_size in (("older", 128 * 1024), ("newer", PUT_CHUNK)):
+            info = await store.get_info(name)
+            assert info.options is not None
+            assert info.options.max_chunk_size == chunk_size
+            assert info.chunks == -(-len(content) // chunk_size)
+            digest = await sha256_digest(js, bucket, name)
+            assert digest.sha256 == hashlib.sha256(content).hexdigest()
+            with (tmp_path / f"{name}.out").open("wb") as target:
+                await store.get(name, writeinto=target)  # type: ignore[arg-type]
+            assert (tmp_path / f"{name}.out").read_bytes() == content
     finally:
         await nc.close()

@@ -1,14 +1,27 @@
 """Tampering is caught: a flipped byte in an object, an edited journal entry, a swapped seal
-token; and a seal exported to files verifies with plain `openssl ts -verify`."""
+token; the servers refuse to delete or purge the evidence; and a seal exported to files
+verifies with plain `openssl ts -verify`."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from nats.js.errors import APIError
 
 from archive import cli_support
-from archive.manifest import CONTENT, JOURNAL_STREAM, journal_subject, seals_subject
+from archive.adapters.journal import Seal
+from archive.domain.journal import seal_statement
+from archive.manifest import (
+    CONTENT,
+    EVENTS_STREAM,
+    JOURNAL_STREAM,
+    journal_subject,
+    seals_subject,
+)
 from integration.archive.conftest import ArchiveEnv
 
 CONTENT_BYTES = b"<?xml version='1.0'?><acte>arrete municipal</acte>\n" * 100
@@ -75,47 +88,80 @@ async def test_a_flipped_byte_in_a_stored_object_is_caught(archive: ArchiveEnv) 
     assert audit.ok is False
 
 
-async def test_an_edited_journal_entry_is_named(archive: ArchiveEnv) -> None:
+async def test_the_servers_refuse_to_delete_or_purge_the_journal_and_the_records(
+    archive: ArchiveEnv,
+) -> None:
+    tenant = "le-haillan"
+    await _ingest(archive, tenant, "kept")
+    js = archive.platform.js
+    for stream in (JOURNAL_STREAM, EVENTS_STREAM):
+        first = (await js.stream_info(stream)).state.first_seq
+        with pytest.raises(APIError, match="message delete not permitted"):
+            await js.delete_msg(stream, first)
+        with pytest.raises(APIError, match="stream purge not permitted"):
+            await js.purge_stream(stream)
+        with pytest.raises(APIError, match="stream purge not permitted"):
+            await js.purge_stream(stream, subject=journal_subject(tenant))
+    report = await archive.service.verify(tenant, check_objects=False)
+    assert report.ok, report.summary()
+
+
+async def test_an_edited_entry_published_behind_the_chain_is_named(archive: ArchiveEnv) -> None:
+    """Entries cannot be deleted (the stream denies it): an intruder with publish rights can only
+    append an edited copy and hope readers take it for the original."""
     tenant = "bruges"
     for key in ("j1", "j2", "j3"):
         await _ingest(archive, tenant, key)
-    js = archive.platform.js
     messages = [m async for m in archive.service.journal.raw_entries(tenant)]
-    stream_seq, body = messages[1]
+    _, body = messages[1]
     entry = json.loads(body)
     entry["details"]["sha256"] = "f" * 64
-    # Delete the entry and put the forged one back at its place in the subject's order.
-    await js.delete_msg(JOURNAL_STREAM, stream_seq)
-    for later_seq, _ in messages[2:]:
-        await js.delete_msg(JOURNAL_STREAM, later_seq)
-    await js.publish(journal_subject(tenant), json.dumps(entry).encode())
-    for _, later_body in messages[2:]:
-        await js.publish(journal_subject(tenant), later_body)
+    await _raw_publish(archive, journal_subject(tenant), json.dumps(entry).encode())
 
     report = await archive.service.verify(tenant, check_objects=False)
     assert not report.ok
     assert report.first_broken_entry is not None
-    assert report.first_broken_entry.seq == 2
+    assert report.first_broken_entry.seq == 4
+    assert "found 2" in report.first_broken_entry.reason
 
 
-async def test_a_swapped_seal_token_is_caught(archive: ArchiveEnv) -> None:
+async def test_a_seal_forged_with_another_seals_token_is_caught(archive: ArchiveEnv) -> None:
     tenant = "carbon-blanc"
     await _ingest(archive, tenant, "s1")
     await archive.service.seal(tenant)
     await _ingest(archive, tenant, "s2")
-    await archive.service.seal(tenant)
-    js = archive.platform.js
-    seals = [m async for m in archive.service.journal._read(seals_subject(tenant))]
-    (seq1, body1), (seq2, body2) = seals
-    first, second = json.loads(body1), json.loads(body2)
-    first["tsr_b64"], second["tsr_b64"] = second["tsr_b64"], first["tsr_b64"]
-    await js.delete_msg(JOURNAL_STREAM, seq1)
-    await js.delete_msg(JOURNAL_STREAM, seq2)
-    await js.publish(seals_subject(tenant), json.dumps(first).encode())
-    await js.publish(seals_subject(tenant), json.dumps(second).encode())
+    first, _ = await archive.service.journal.last_seal(tenant)
+    assert first is not None
+    # A well-formed seal over the entries since seal 1, without asking the TSA: the token is
+    # the one seal 1 got, swapped in.
+    statement = seal_statement(
+        tenant=tenant,
+        previous=first.parsed(),
+        entries=[
+            e
+            async for e in archive.service.journal.entries(tenant)
+            if e.seq > first.parsed().last_seq
+        ],
+        sealed_at=datetime.now(UTC),
+    )
+    forged = Seal(
+        number=statement.number,
+        statement=statement.to_bytes().decode(),
+        tsr_b64=first.tsr_b64,
+        tsa_chain_pem=first.tsa_chain_pem,
+    )
+    await _raw_publish(archive, seals_subject(tenant), forged.model_dump_json().encode())
 
     report = await archive.service.verify(tenant, check_objects=False)
     assert not report.ok
-    assert [p.number for p in report.broken_seals] == [1, 2]
+    assert [p.number for p in report.broken_seals] == [2]
     assert "timestamp token" in report.broken_seals[0].reason
-    assert base64  # the token bytes really were swapped, not re-encoded
+
+
+async def _raw_publish(archive: ArchiveEnv, subject: str, body: bytes) -> None:
+    """What an intruder with the credentials of a JetStream client can do: plain nats-py."""
+    nc = await nats.connect(servers=archive.platform.settings.nats_urls)
+    try:
+        await nc.jetstream().publish(subject, body)
+    finally:
+        await nc.close()
