@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import fcntl
 import hashlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -29,7 +31,7 @@ from typing import Literal
 
 import httpx
 from aiohttp import web
-from asn1crypto import algos, tsp  # type: ignore[import-untyped]
+from asn1crypto import algos, cms, core, tsp  # type: ignore[import-untyped]
 
 from mutualis_trust.pki import DevPki
 
@@ -43,6 +45,19 @@ REPLY_TYPE = "application/timestamp-reply"
 MAX_QUERY_BYTES = 16 * 1024
 #: Policy OID of the development TSA (a private arc: it is not a qualified policy).
 DEV_POLICY_OID = "1.3.6.1.4.1.99999.3161.1"
+
+
+class _TimeStampResp(core.Sequence):  # type: ignore[misc]
+    """RFC 3161's TimeStampResp, whose token is OPTIONAL: absent from every refusal.
+
+    asn1crypto declares the token mandatory, so a refusal fails to parse there as "Field
+    time_stamp_token is missing", which hides the TSA's reason (the old dev-TSA flake).
+    """
+
+    _fields = [  # noqa: RUF012 - asn1crypto reads the spec from this class attribute
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
 
 
 class TimestampError(Exception):
@@ -75,12 +90,15 @@ class TimestampToken:
     def from_response(cls, response_der: bytes) -> TimestampToken:
         """Parse a TimeStampResp; raises `TimestampError` unless it grants a token."""
         try:
-            resp = tsp.TimeStampResp.load(response_der)
+            resp = _TimeStampResp.load(response_der)
             status = resp["status"]["status"].native
             if status not in ("granted", "granted_with_mods"):
                 text = resp["status"]["status_string"].native
-                raise TimestampError(f"TSA refused the request: {status} {text or ''}".strip())
+                reason = " ".join(text) if isinstance(text, list) else text
+                raise TimestampError(f"TSA refused the request: {status} {reason or ''}".strip())
             token = resp["time_stamp_token"]
+            if isinstance(token, core.Void):
+                raise TimestampError(f"not a timestamp response: {status} but no token")
             tst_info = token["content"]["encap_content_info"]["content"].parsed
             imprint = tst_info["message_imprint"]
             return cls(
@@ -219,9 +237,10 @@ def write_tsa_config(pki: DevPki, state_dir: Path) -> Path:
         # Random start: two state dirs (tests, `mutualis up`) never hand out the same serials.
         serial.write_text(f"{secrets.randbits(48):x}\n")
     chain = state_dir / "chain.pem"
-    chain.write_bytes(pki.tsa_cert_path.read_bytes() + pki.ca_pem_path.read_bytes())
+    _replace(chain, pki.tsa_cert_path.read_bytes() + pki.ca_pem_path.read_bytes())
     conf = state_dir / "tsa.cnf"
-    conf.write_text(
+    _replace(
+        conf,
         "[ tsa ]\n"
         "default_tsa = dev_tsa\n"
         "[ dev_tsa ]\n"
@@ -239,20 +258,76 @@ def write_tsa_config(pki: DevPki, state_dir: Path) -> Path:
         "ordering = yes\n"
         "tsa_name = yes\n"
         "ess_cert_id_chain = no\n"
-        "ess_cert_id_alg = sha256\n"
+        "ess_cert_id_alg = sha256\n".encode(),
     )
     return conf
 
 
+def _replace(path: Path, content: bytes) -> None:
+    # Written aside then renamed: an `openssl ts` running meanwhile reads the old file or the
+    # new one, never a truncated one.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    partial.write_bytes(content)
+    os.replace(partial, path)
+
+
+def _openssl_reply(config: Path, state_dir: Path, query_der: bytes) -> bytes:
+    """One `openssl ts -reply`, holding the state dir's lock (blocking: run it in a thread).
+
+    openssl reads, increments and rewrites the serial file without locking it: two replies at
+    once in one state dir make one of them read a half-written file, and openssl then refuses
+    the request ("Error during serial number generation."). The lock is `flock` on a file in
+    the state dir, so it holds across threads and processes sharing that directory.
+    """
+    with (state_dir / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        with tempfile.TemporaryDirectory(prefix="tsq-", dir=state_dir) as tmp:
+            tsq, tsr = Path(tmp) / "q.tsq", Path(tmp) / "r.tsr"
+            tsq.write_bytes(query_der)
+            result = subprocess.run(
+                [
+                    "openssl",
+                    "ts",
+                    "-reply",
+                    "-config",
+                    str(config),
+                    "-queryfile",
+                    str(tsq),
+                    "-out",
+                    str(tsr),
+                ],
+                capture_output=True,
+            )
+            if result.returncode != 0 or not tsr.exists():
+                output = (result.stdout + result.stderr).decode(errors="replace")
+                raise TimestampError(f"openssl ts -reply failed: {output[-500:]}")
+            return tsr.read_bytes()
+
+
 class DevTsa:
-    """The development timestamp authority: `openssl ts -reply` behind an HTTP endpoint."""
+    """The development timestamp authority: `openssl ts -reply` behind an HTTP endpoint.
+
+    Each instance keeps its serial file in a state directory of its own (a fresh one under
+    `<pki>/tsa/` unless `state_dir` is given, removed by `close()`), so two TSAs on one PKI
+    (a test session's and an in-process one, `mutualis up` restarting) never share it; two
+    given the same `state_dir` take turns through its lock file.
+    """
 
     def __init__(self, pki: DevPki, state_dir: Path | None = None) -> None:
         self.pki = pki
-        self.state_dir = state_dir or pki.dir / "tsa"
+        self._owns_state_dir = state_dir is None
+        if state_dir is None:
+            (pki.dir / "tsa").mkdir(parents=True, exist_ok=True)
+            state_dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=pki.dir / "tsa"))
+        self.state_dir = state_dir
         self.config = write_tsa_config(pki, self.state_dir)
-        # openssl reads, increments and rewrites the serial file without locking it.
+        # Requests queue here rather than as threads blocked on the state dir's lock.
         self._lock = asyncio.Lock()
+
+    def close(self) -> None:
+        """Remove the state directory this instance created (none given to it)."""
+        if self._owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     async def reply(self, query_der: bytes) -> bytes:
         """The DER TimeStampResp for a DER TimeStampReq."""
@@ -261,43 +336,18 @@ class DevTsa:
         except (ValueError, TypeError) as e:
             raise TimestampError(f"malformed timestamp query: {e}") from None
         async with self._lock:
-            with tempfile.TemporaryDirectory(prefix="tsq-", dir=self.state_dir) as tmp:
-                tsq, tsr = Path(tmp) / "q.tsq", Path(tmp) / "r.tsr"
-                tsq.write_bytes(query_der)
-                proc = await asyncio.create_subprocess_exec(
-                    "openssl",
-                    "ts",
-                    "-reply",
-                    "-config",
-                    str(self.config),
-                    "-queryfile",
-                    str(tsq),
-                    "-out",
-                    str(tsr),
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                )
-                out, err = await proc.communicate()
-                if proc.returncode != 0 or not tsr.exists():
-                    raise TimestampError(f"openssl ts -reply failed: {(out + err).decode()[-500:]}")
-                return tsr.read_bytes()
+            # A thread, not an asyncio subprocess: if the request is cancelled, the reply still
+            # finishes under the state dir's lock instead of racing the next one.
+            return await asyncio.to_thread(_openssl_reply, self.config, self.state_dir, query_der)
 
     async def checked_reply(self, query_der: bytes) -> bytes:
-        """`reply`, checked: a reply that does not parse as a granted token (seen rarely on a
-        loaded machine) is made again, a fresh serial first, at most three times."""
-        for attempt in range(3):
-            der = await self.reply(query_der)
-            try:
-                TimestampToken.from_response(der)
-            except TimestampError as error:
-                if "not a timestamp response" not in str(error) or attempt == 2:
-                    return der  # a refusal (or the last try) goes back as openssl made it
-                log.warning("tsa: unparsable reply (%d bytes): %s; again", len(der), error)
-                serial = self.state_dir / "serial"
-                serial.write_text(f"{secrets.randbits(48):x}\n")
-                continue
-            return der
-        raise AssertionError("unreachable")  # pragma: no cover
+        """`reply`, with a refusal logged with openssl's reason (it goes back as made)."""
+        der = await self.reply(query_der)
+        try:
+            TimestampToken.from_response(der)
+        except TimestampError as error:
+            log.warning("tsa: %s", error)
+        return der
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_QUERY_BYTES)
@@ -332,25 +382,26 @@ class DevTsa:
         """Serve in this event loop; yields the URL (port 0 picks a free port)."""
         tsa = cls(pki, state_dir)
         runner = web.AppRunner(tsa.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
         try:
+            await runner.setup()
+            site = web.TCPSite(runner, host, port)
+            await site.start()
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             bound = sockets[0].getsockname()[1] if sockets else port
             yield f"http://{host}:{bound}/tsa"
         finally:
             await runner.cleanup()
+            tsa.close()
 
 
-async def _serve(directory: Path, host: str, port: int) -> None:
+async def _serve(directory: Path, host: str, port: int, state_dir: Path | None) -> None:
     pki = DevPki.load(directory)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with DevTsa.running(pki, host=host, port=port) as url:
+    async with DevTsa.running(pki, host=host, port=port, state_dir=state_dir) as url:
         log.info("dev TSA listening on %s (pid %d)", url, os.getpid())
         print(f"dev TSA listening on {url}", flush=True)
         await stop.wait()
@@ -361,12 +412,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", type=Path, required=True, help="PKI directory (DevPki)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8318)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the serial file lives (default: a fresh directory under PKI_DIR/tsa)",
+    )
     parser.add_argument("--create", action="store_true", help="create the PKI if missing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.create:
         DevPki.load_or_create(args.dir)
-    asyncio.run(_serve(args.dir, args.host, args.port))
+    asyncio.run(_serve(args.dir, args.host, args.port, args.state_dir))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from mutualis_trust.tsa import (
     DevTsa,
     TimestampToken,
     TimestampVerificationError,
+    build_query,
     timestamp,
     verify_timestamp,
 )
@@ -77,3 +79,56 @@ async def test_the_in_process_tsa_refuses_what_is_not_a_timestamp_query(
     assert wrong_type.status_code == 415
     assert garbage.status_code == 400
     verify_timestamp(token, b"in-process", trust_env.pki.ca_pem_path)
+
+
+async def _granted_replies(urls: list[str], per_url: int) -> list[TimestampToken]:
+    """Raw replies (no client retry) to concurrent queries spread over `urls`, each parsed:
+    a refusal raises `TimestampError` with the TSA's reason."""
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def ask(url: str, index: int) -> TimestampToken:
+            query = build_query(hashlib.sha256(f"{url}-{index}".encode()).digest())
+            reply = await client.post(url, content=query, headers=QUERY)
+            assert reply.status_code == 200, reply.text
+            return TimestampToken.from_response(reply.content)
+
+        return list(await asyncio.gather(*(ask(url, i) for url in urls for i in range(per_url))))
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    # What the in-process TSAs logged about their own replies: a refusal retried away (as the
+    # TSA once did) is still a refusal.
+    return [r.getMessage() for r in caplog.records if r.name == "mutualis_trust.tsa"]
+
+
+async def test_two_dev_tsas_on_one_pki_grant_every_concurrent_request(
+    trust_env: TrustEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The CI flake: two TSAs sharing one serial file refused some requests, which then read
+    # as "Field time_stamp_token is missing".
+    caplog.set_level(logging.WARNING, logger="mutualis_trust.tsa")
+    async with DevTsa.running(trust_env.pki) as first, DevTsa.running(trust_env.pki) as second:
+        tokens = await _granted_replies([first, second, trust_env.tsa_url], 16)
+    assert len({t.serial for t in tokens}) == len(tokens) == 48
+    assert _refusals(caplog) == []
+
+
+async def test_two_dev_tsas_given_one_state_dir_take_turns(
+    trust_env: TrustEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mutualis_trust.tsa")
+    shared = tmp_path / "tsa"
+    async with (
+        DevTsa.running(trust_env.pki, state_dir=shared) as first,
+        DevTsa.running(trust_env.pki, state_dir=shared) as second,
+    ):
+        tokens = await _granted_replies([first, second], 24)
+    assert len({t.serial for t in tokens}) == len(tokens) == 48
+    assert _refusals(caplog) == []
+
+
+async def test_an_in_process_tsa_leaves_no_state_behind(trust_env: TrustEnv) -> None:
+    before = set((trust_env.pki.dir / "tsa").iterdir())
+    async with DevTsa.running(trust_env.pki) as url:
+        await timestamp(url, b"passing through")
+    assert set((trust_env.pki.dir / "tsa").iterdir()) == before
