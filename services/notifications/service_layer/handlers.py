@@ -95,36 +95,39 @@ class Deps:
 
 
 # -- identity projection -------------------------------------------------------------------
-async def project_identity(envelope: Envelope[Event], deps: Deps) -> None:
-    """Keep the contact directory in step with identity's account events."""
+async def project_identity(envelope: Envelope[Event], deps: Deps) -> Contact | None:
+    """Keep the contact directory in step with identity's account events; the contact stored."""
     data = envelope.data.model_dump(mode="json")
     name = envelope.data.event_name
     tenant = envelope.tenant
     user_id = data.get("user_id") or envelope.aggregate_id
     stores = deps.stores
     if name == "user.registered":
-        await stores.put_contact(
-            Contact(
-                user_id=user_id,
-                tenant=tenant,
-                kind=data.get("kind", "citizen"),
-                email=data.get("email"),
-                phone=data.get("phone"),
-                name=data.get("name"),
-                roles=tuple(data.get("roles") or ()),
-            )
+        contact = Contact(
+            user_id=user_id,
+            tenant=tenant,
+            kind=data.get("kind", "citizen"),
+            email=data.get("email"),
+            phone=data.get("phone"),
+            name=data.get("name"),
+            roles=tuple(data.get("roles") or ()),
         )
-    elif name in ("user.updated", "role.granted", "role.revoked"):
-        contact = await stores.contact(tenant, user_id)
-        if contact is None:
-            return
+        await stores.put_contact(contact)
+        return contact
+    if name in ("user.updated", "role.granted", "role.revoked"):
+        known = await stores.contact(tenant, user_id)
+        if known is None:
+            return None
         changes: dict[str, Any] = {}
         for key in ("email", "phone", "name", "disabled", "roles"):
             if key in data:
                 changes[key] = tuple(data[key]) if key == "roles" else data[key]
-        await stores.put_contact(contact.model_copy(update=changes))
-    elif name == "user.erased":
+        contact = known.model_copy(update=changes)
+        await stores.put_contact(contact)
+        return contact
+    if name == "user.erased":
         await erase_user(tenant, user_id, deps)
+    return None
 
 
 async def erase_user(tenant: str, user_id: str, deps: Deps) -> None:
@@ -153,8 +156,9 @@ async def erase_user(tenant: str, user_id: str, deps: Deps) -> None:
 # -- routing -------------------------------------------------------------------------------
 async def route_event(envelope: Envelope[Event], deps: Deps) -> None:
     """Any producer's event -> the notifications its routing rule asks for."""
+    projected = None
     if envelope.data.service == "identity":
-        await project_identity(envelope, deps)
+        projected = await project_identity(envelope, deps)
     tenant = envelope.tenant
     rule = effective_rule(envelope.type, DEFAULT_ROUTES, await deps.stores.routes(tenant))
     if rule is None:
@@ -163,7 +167,10 @@ async def route_event(envelope: Envelope[Event], deps: Deps) -> None:
     variables = variables_for(rule, data, tenant=tenant, aggregate_id=envelope.aggregate_id)
     contacts: dict[str, Contact | None] = {}
     for user_id in user_ids_for(rule, data, aggregate_id=envelope.aggregate_id):
-        contacts[user_id] = await deps.stores.contact(tenant, user_id)
+        if projected is not None and projected.user_id == user_id:
+            contacts[user_id] = projected  # just written: no need to read it back
+        else:
+            contacts[user_id] = await deps.stores.contact(tenant, user_id)
     if rule.recipients.roles:
         for holder in await deps.stores.contacts_with_roles(tenant, rule.recipients.roles):
             contacts[holder.user_id] = holder
@@ -336,7 +343,7 @@ async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
     except Conflict:
         raise RetryLater("another instance claimed this attempt") from None
     attempt = claimed.attempt_count
-    await deps.publisher.publish(
+    sent = deps.publisher.publish(
         NotificationSent(
             notification_id=claimed.id, channel=claimed.channel, attempt=attempt, provider=provider
         ),
@@ -345,8 +352,17 @@ async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
         event_id=derived_event_id(claimed.id, f"sent-{attempt}"),
         cause=envelope,
     )
+    # The claim is recorded, so the event and the hand-off need not wait for each other: the
+    # event is stored before this attempt settles either way.
+    handed_off = asyncio.ensure_future(_hand_off(deps, claimed))
     try:
-        accepted = await _hand_off(deps, claimed)
+        await sent
+    except BaseException:
+        # The claim stays `sending`: a redelivery resolves it without a second send.
+        await asyncio.gather(handed_off, return_exceptions=True)
+        raise
+    try:
+        accepted = await handed_off
     except DeliveryError as error:
         gives_up = error.permanent or deps.retry.gives_up_after(attempt)
         await _settle_failure(deps, claimed, revision, error.reason, permanent=gives_up)
@@ -355,21 +371,24 @@ async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
         return
     done = claimed.delivered(deps.clock(), accepted.provider, accepted.message_id)
     await deps.stores.save_notification(done, revision)
-    await deps.publisher.publish(
-        NotificationDelivered(
-            notification_id=done.id,
-            channel=done.channel,
-            attempt=attempt,
-            provider=accepted.provider,
-            message_id=accepted.message_id,
+    # Settled: what follows only reports it, and none of it depends on the rest.
+    await asyncio.gather(
+        deps.publisher.publish(
+            NotificationDelivered(
+                notification_id=done.id,
+                channel=done.channel,
+                attempt=attempt,
+                provider=accepted.provider,
+                message_id=accepted.message_id,
+            ),
+            tenant=tenant,
+            aggregate_id=done.id,
+            event_id=derived_event_id(done.id, "delivered"),
         ),
-        tenant=tenant,
-        aggregate_id=done.id,
-        event_id=derived_event_id(done.id, "delivered"),
+        deps.stores.count(tenant, done.channel, done.status),
+        _callback(deps, done),
     )
-    await deps.stores.count(tenant, done.channel, done.status)
     METRICS.notification(tenant, METRIC_CHANNELS[done.channel], "delivered")
-    await _callback(deps, done)
 
 
 async def _take_token(deps: Deps, tenant: str) -> None:
