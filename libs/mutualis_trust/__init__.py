@@ -12,7 +12,8 @@ seals). Public API, stable across services:
 - `identities`: `SigningIdentities(pki, token).seal_signer(...)` / `.agent_signer(...)`.
 - `tsa`: `DevTsa.running(pki)`, `timestamp(url, data)`, `verify_timestamp(token, data, ca_pem)`,
   `TimestampToken`.
-- `pades`: `sign_pdf`, `validate_pdf`, `pdfsig_verify`, `inspect_pdf`, `InvalidPdf`.
+- `pades`: `sign_pdf` (with a reusable `http_timestamper(url)`), `validate_pdf`,
+  `pdfsig_verify`, `inspect_pdf`, `InvalidPdf`.
 - `testing`: `minimal_pdf()`, `encrypted_pdf()`, the `trust_env` pytest fixture.
 """
 
@@ -28,6 +29,7 @@ from mutualis_trust.pades import (
     SignatureCheck,
     SignedPdf,
     ValidationReport,
+    http_timestamper,
     inspect_pdf,
     pdfsig_available,
     pdfsig_verify,
@@ -81,6 +83,7 @@ __all__ = [
     "ValidationReport",
     "agent_cert_name",
     "find_softhsm_module",
+    "http_timestamper",
     "inspect_pdf",
     "pdfsig_available",
     "pdfsig_verify",

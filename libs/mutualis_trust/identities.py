@@ -4,6 +4,11 @@ Owns the naming rule tying a tenant seal or an agent to a PKCS#11 key label and 
 file, and the "certificate on first signature" flow: generate the key in the token, have the dev
 CA certify its public key, return a pyHanko signer. Services (parapheur, archive) go through
 `SigningIdentities` rather than the token and the PKI separately.
+
+Signers are built once per identity and reused: building one costs a certificate file read and
+parse plus several token searches, and a signing service asks for the same few identities all
+day. A certificate re-issued on disk (another process, a restored PKI directory) is noticed by
+its file's modification time and size, and the signer is built again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -37,14 +42,34 @@ def _matches(cert: x509.Certificate | None, token: Token, label: str) -> bool:
     return spki == token.public_key(label)
 
 
+class _CachedSigner(NamedTuple):
+    #: (mtime_ns, size) of the certificate file the signer was built from.
+    stamp: tuple[int, int]
+    signer: PKCS11Signer
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 @dataclass
 class SigningIdentities:
-    """Seal and agent signers of every tenant, backed by one token and the dev PKI."""
+    """Seal and agent signers of every tenant, backed by one token and the dev PKI.
+
+    Thread-safe: signers may be asked for from worker threads. A returned signer may be used by
+    several signatures at once; its only token operation while signing is `C_Sign`, which
+    python-pkcs11 serialises per session.
+    """
 
     pki: DevPki
     token: Token
     # Two first signatures by the same agent at once must not create two keys.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _signers: dict[str, _CachedSigner] = field(default_factory=dict, repr=False)
 
     def seal_certificate(self, tenant_id: str, tenant_name: str) -> x509.Certificate:
         """The tenant's seal certificate, creating key and certificate on first use."""
@@ -80,14 +105,33 @@ class SigningIdentities:
             return cert
 
     def seal_signer(self, tenant_id: str, tenant_name: str) -> PKCS11Signer:
-        cert = self.seal_certificate(tenant_id, tenant_name)
-        return self.token.signer(seal_cert_name(tenant_id), cert, [self.pki.ca_cert])
+        label = seal_cert_name(tenant_id)
+        return self._signer(label, lambda: self.seal_certificate(tenant_id, tenant_name))
 
     def agent_signer(
         self, tenant_id: str, tenant_name: str, subject_id: str, display_name: str
     ) -> PKCS11Signer:
-        cert = self.agent_certificate(tenant_id, tenant_name, subject_id, display_name)
-        return self.token.signer(agent_cert_name(tenant_id, subject_id), cert, [self.pki.ca_cert])
+        label = agent_cert_name(tenant_id, subject_id)
+        return self._signer(
+            label,
+            lambda: self.agent_certificate(tenant_id, tenant_name, subject_id, display_name),
+        )
+
+    def _signer(self, label: str, certificate: Callable[[], x509.Certificate]) -> PKCS11Signer:
+        cert_path = self.pki.certs_dir / f"{label}.pem"
+        cached = self._signers.get(label)
+        if cached is not None and cached.stamp == _file_stamp(cert_path):
+            return cached.signer
+        cert = certificate()
+        signer = self.token.signer(label, cert, [self.pki.ca_cert])
+        # Find the key handle now (pyHanko would otherwise do it lazily, on the event loop,
+        # the first time the signer's certificate is read).
+        _ = signer.signing_cert
+        stamp = _file_stamp(cert_path)
+        if stamp is not None:
+            with self._lock:
+                self._signers[label] = _CachedSigner(stamp, signer)
+        return signer
 
 
 class Identities(Protocol):

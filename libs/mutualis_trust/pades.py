@@ -37,6 +37,7 @@ from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers import Signer
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
@@ -167,6 +168,17 @@ def validation_context(
     )
 
 
+def http_timestamper(tsa_url: str, *, timeout: float = 30) -> TimeStamper:
+    """A reusable RFC 3161 client for `sign_pdf(..., timestamper=...)`.
+
+    Keep one per TSA for the life of a signing service: pyHanko sizes the signature container
+    with a dummy timestamp, which a reused timestamper fetches once, while a fresh one asks the
+    TSA for it on every signature (two round trips instead of one). It opens an HTTP session
+    per request, so it may be shared across threads and event loops.
+    """
+    return HTTPTimeStamper(tsa_url, timeout=timeout)
+
+
 def _stamp_box(existing_signatures: int) -> tuple[int, int, int, int]:
     # Stamps tile the bottom of the first page, three per row, so later ones never hide earlier.
     col, row = existing_signatures % 3, existing_signatures // 3
@@ -188,14 +200,19 @@ async def sign_pdf(
     contact_info: str | None = None,
     visible_stamp: bool = False,
     trust_roots: Sequence[x509.Certificate | Path] = (),
+    timestamper: TimeStamper | None = None,
 ) -> SignedPdf:
     """Add one incremental PAdES signature to the PDF read from `input_stream`.
 
     `input_stream` must be seekable; the signed document (original bytes + the new revision) is
-    written to `output_stream`. B-T and B-LTA need `tsa_url`; B-LTA also needs `trust_roots`
-    (the CA and TSA chains whose validation data it embeds).
+    written to `output_stream`. B-T and B-LTA need `tsa_url` or a `timestamper` (see
+    `http_timestamper`: reusing one saves a TSA round trip per signature); B-LTA also needs
+    `trust_roots` (the CA and TSA chains whose validation data it embeds).
+
+    CPU-bound for tens of milliseconds (pyHanko builds and hashes the revision in Python): a
+    service should run it off its event loop, e.g. `asyncio.to_thread(asyncio.run, ...)`.
     """
-    if level in ("B-T", "B-LTA") and not tsa_url:
+    if level in ("B-T", "B-LTA") and not (tsa_url or timestamper):
         raise PadesError(f"PAdES {level} needs a timestamp authority URL")
     if level == "B-LTA" and not trust_roots:
         raise PadesError("PAdES B-LTA needs the trust roots of the signer and TSA chains")
@@ -231,23 +248,25 @@ async def sign_pdf(
         stamp_style = TextStampStyle(
             stamp_text="Signed by %(signer)s\n%(ts)s" + (f"\n{reason}" if reason else ""),
         )
+    if level == "B-B":
+        timestamper = None
+    elif timestamper is None:
+        assert tsa_url is not None
+        timestamper = http_timestamper(tsa_url)
     try:
-        async with aiohttp.ClientSession() as http:
-            timestamper = (
-                HTTPTimeStamper(tsa_url, session=http, timeout=30) if level != "B-B" else None
-            )
-            pdf_signer = signers.PdfSigner(
-                meta,
-                signer=signer,
-                timestamper=timestamper,
-                new_field_spec=field_spec,
-                stamp_style=stamp_style,
-            )
-            await pdf_signer.async_sign_pdf(writer, output=output_stream)
+        pdf_signer = signers.PdfSigner(
+            meta,
+            signer=signer,
+            timestamper=timestamper,
+            new_field_spec=field_spec,
+            stamp_style=stamp_style,
+        )
+        await pdf_signer.async_sign_pdf(writer, output=output_stream)
     except (SigningError, PdfError) as e:
         raise PadesError(f"signing failed: {e}") from e
     except aiohttp.ClientError as e:
-        raise PadesError(f"timestamp authority {tsa_url} unreachable: {e!r}") from e
+        where = getattr(timestamper, "url", tsa_url)
+        raise PadesError(f"timestamp authority {where} unreachable: {e!r}") from e
     return SignedPdf(
         field_name=field_name,
         level=level,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import serialization
 
 from mutualis_trust.identities import SigningIdentities
-from mutualis_trust.pkcs11 import SoftHsm, Token
+from mutualis_trust.pkcs11 import SoftHsm, Token, to_asn1
 from mutualis_trust.pki import agent_cert_name, seal_cert_name
 from mutualis_trust.testing import TrustEnv
 
@@ -50,3 +50,21 @@ def test_provisioning_is_idempotent(trust_env: TrustEnv) -> None:
     assert conf is not None
     again = SoftHsm.provision(conf.parent, trust_env.token.token_label, "1234", "12345678")
     assert again.token_label == trust_env.token.token_label
+
+
+def test_a_signer_is_reused_until_its_certificate_is_issued_again(trust_env: TrustEnv) -> None:
+    with Token.open(trust_env.token) as token:
+        identities = SigningIdentities(trust_env.pki, token)
+        first = identities.agent_signer("t", "Commune", "reissued", "Agent A")
+        assert identities.agent_signer("t", "Commune", "reissued", "Agent A") is first
+        label = agent_cert_name("t", "reissued")
+        renewed = trust_env.pki.issue_agent_certificate(
+            token.public_key(label),
+            tenant_id="t",
+            tenant_name="Commune",
+            subject_id="reissued",
+            display_name="Agent A (renamed)",
+        )
+        again = identities.agent_signer("t", "Commune", "reissued", "Agent A")
+        assert again is not first
+        assert again.signing_cert.dump() == to_asn1(renewed).dump()
