@@ -8,11 +8,13 @@ A folder's life: POST /v1/folders (upload checks, Object Store put, `folder.subm
 .../steps/0/sign with an acr=substantial token (the signature: PAdES B-T with the agent's key in
 SoftHSM and an RFC 3161 timestamp from the dev TSA, new version to the Object Store) ->
 `folder.completed` seen on NATS. Latency is from the submission request to that event.
-`IN_FLIGHT` folders run at once (the signer itself signs one at a time through one PKCS#11
-session, as in production).
+`IN_FLIGHT` folders run at once; the `TrustSigner` signs them concurrently in worker threads,
+sharing one PKCS#11 session (python-pkcs11 serialises `C_Sign` on it), as in production.
 
 Raw: `mutualis_trust.pades.sign_pdf` (pyHanko) of the same PDF, in memory, with the same
-agent's `PKCS11Signer` from the same token and the same TSA, one after the other.
+agent's `PKCS11Signer` from the same token and the same TSA, one after the other, the signer
+and the timestamp client made once and reused (pyHanko used well: a fresh timestamp client per
+signature would cost raw signing a second TSA round trip).
 
 Phases alternate raw/ours twice so drift in the machine's load hits both. Tokens come from
 the stand-in issuer (`TestIssuer`); no tracing provider is installed (spans are no-ops).
@@ -50,7 +52,7 @@ from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.issuer import TestIssuer
 from mutualis_kernel.testing.ports import free_port_block
 from mutualis_trust.identities import SigningIdentities
-from mutualis_trust.pades import sign_pdf
+from mutualis_trust.pades import http_timestamper, sign_pdf
 from mutualis_trust.pkcs11 import SoftHsm, Token
 from mutualis_trust.pki import DevPki
 from mutualis_trust.testing import minimal_pdf
@@ -188,11 +190,12 @@ async def raw_signing(
     identities: SigningIdentities, tsa_url: str, pdf: bytes, count: int
 ) -> tuple[float, list[float]]:
     tenant_name = default_tenants().get(TENANT).name
+    signer = identities.agent_signer(TENANT, tenant_name, SIGNATORY, SIGNATORY)
+    timestamper = http_timestamper(tsa_url)
     latencies: list[float] = []
     started = time.perf_counter()
     for _ in range(count):
         one = time.perf_counter()
-        signer = identities.agent_signer(TENANT, tenant_name, SIGNATORY, SIGNATORY)
         out = io.BytesIO()
         await sign_pdf(
             io.BytesIO(pdf),
@@ -200,7 +203,7 @@ async def raw_signing(
             signer,
             field_name=f"Signature-{uuid.uuid4().hex[:8]}",
             level="B-T",
-            tsa_url=tsa_url,
+            timestamper=timestamper,
             reason="Signé.",
             location="Bordeaux",
             trust_roots=[identities.pki.ca_pem_path],

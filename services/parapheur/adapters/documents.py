@@ -11,6 +11,7 @@ from typing import BinaryIO
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta
 from nats.js.errors import ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 from parapheur.domain import errors
 
@@ -24,21 +25,29 @@ class ObjectStoreDocuments:
     def __init__(self, js: JetStreamContext, bucket: str) -> None:
         self._js = js
         self._bucket = bucket
+        self._store: ObjectStore | None = None
+
+    async def _bucket_handle(self) -> ObjectStore:
+        # Looking the bucket up is a stream-info round trip; the handle itself is only names,
+        # so one lookup serves every document (three per signed folder otherwise).
+        if self._store is None:
+            self._store = await self._js.object_store(self._bucket)
+        return self._store
 
     async def put(self, name: str, source: BinaryIO, content_type: str) -> None:
-        store = await self._js.object_store(self._bucket)
+        store = await self._bucket_handle()
         meta = ObjectMeta(name=name, description=content_type)
         await store.put(name, source, meta=meta)  # type: ignore[arg-type]
 
     async def get_into(self, name: str, target: BinaryIO) -> None:
-        store = await self._js.object_store(self._bucket)
+        store = await self._bucket_handle()
         try:
             await store.get(name, writeinto=target)  # type: ignore[arg-type]
         except ObjectNotFoundError:
             raise DocumentMissing(f"document {name} is not in the store") from None
 
     async def delete(self, name: str) -> None:
-        store = await self._js.object_store(self._bucket)
+        store = await self._bucket_handle()
         try:
             await store.delete(name)
         except ObjectNotFoundError:

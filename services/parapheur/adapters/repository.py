@@ -17,6 +17,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from mutualis_kernel.bus.errors import ConcurrencyConflict
 from mutualis_kernel.bus.kv import current_entries, current_keys
@@ -71,13 +72,29 @@ def _key(tenant: str, ident: str) -> str:
     return f"{tenant}.{ident}"
 
 
+class _Bucket:
+    """A KV bucket's handle, looked up once: each lookup is a stream-info round trip, and the
+    handle holds only names."""
+
+    def __init__(self, js: JetStreamContext, bucket: str) -> None:
+        self._js = js
+        self._bucket = bucket
+        self._kv: KeyValue | None = None
+
+    async def kv(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self._js.key_value(self._bucket)
+        return self._kv
+
+
 class KeyValueCircuits:
     def __init__(self, js: JetStreamContext, bucket: str) -> None:
         self._js = js
         self._bucket = bucket
+        self._handle = _Bucket(js, bucket)
 
     async def get(self, tenant: str, circuit_id: str) -> CircuitSpec | None:
-        kv = await self._js.key_value(self._bucket)
+        kv = await self._handle.kv()
         try:
             entry = await kv.get(_key(tenant, circuit_id))
         except KeyNotFoundError:
@@ -85,13 +102,13 @@ class KeyValueCircuits:
         return CircuitSpec.model_validate_json(entry.value or b"")
 
     async def put(self, tenant: str, circuit: CircuitSpec) -> None:
-        kv = await self._js.key_value(self._bucket)
+        kv = await self._handle.kv()
         await kv.put(_key(tenant, circuit.id), circuit.model_dump_json().encode())
 
     async def delete(self, tenant: str, circuit_id: str) -> bool:
         if await self.get(tenant, circuit_id) is None:
             return False
-        kv = await self._js.key_value(self._bucket)
+        kv = await self._handle.kv()
         await kv.delete(_key(tenant, circuit_id))
         return True
 
@@ -105,9 +122,10 @@ class KeyValueDelegations:
     def __init__(self, js: JetStreamContext, bucket: str) -> None:
         self._js = js
         self._bucket = bucket
+        self._handle = _Bucket(js, bucket)
 
     async def put(self, tenant: str, delegation: Delegation) -> None:
-        kv = await self._js.key_value(self._bucket)
+        kv = await self._handle.kv()
         body = {
             "id": delegation.id,
             "delegator": delegation.delegator,
@@ -120,7 +138,7 @@ class KeyValueDelegations:
         await kv.put(_key(tenant, delegation.id), json.dumps(body).encode())
 
     async def get(self, tenant: str, delegation_id: str) -> Delegation | None:
-        kv = await self._js.key_value(self._bucket)
+        kv = await self._handle.kv()
         try:
             entry = await kv.get(_key(tenant, delegation_id))
         except KeyNotFoundError:
@@ -157,9 +175,10 @@ class KeyValueErasures:
     def __init__(self, js: JetStreamContext, bucket: str) -> None:
         self._js = js
         self._bucket = bucket
+        self._handle = _Bucket(js, bucket)
 
     async def record(self, tenant: str, user_id: str) -> str:
-        kv = await self._js.key_value(self._bucket)
+        kv = await self._handle.kv()
         alias = pseudonym(user_id)
         digest = hashlib.sha256(user_id.encode()).hexdigest()
         await kv.put(_key(tenant, digest), alias.encode())
