@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import aiohttp
-from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
+from asn1crypto import tsp  # type: ignore[import-untyped]
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict
@@ -36,8 +37,8 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers import Signer
-from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
@@ -168,6 +169,36 @@ def validation_context(
     )
 
 
+class _HttpTimestamper(TimeStamper):
+    """pyHanko's RFC 3161 client over HTTP, one aiohttp session per request.
+
+    Not pyHanko's `HTTPTimeStamper`: without a session of its own it builds an SSL context from
+    certifi's bundle for every request (some 40 ms of CPU, even for an http:// TSA), and with
+    one it is tied to one event loop. aiohttp's default session reuses one context per process.
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.url = url
+        self.timeout = timeout
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        headers = {
+            "Content-Type": "application/timestamp-query",
+            "Accept": "application/timestamp-reply",
+        }
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http,
+                http.post(self.url, data=req.dump(), headers=headers) as response,
+            ):
+                response.raise_for_status()
+                body = await response.read()
+        except (aiohttp.ClientError, OSError) as e:
+            raise TimestampRequestError(f"timestamp authority {self.url}: {e!r}") from e
+        return tsp.TimeStampResp.load(body)
+
+
 def http_timestamper(tsa_url: str, *, timeout: float = 30) -> TimeStamper:
     """A reusable RFC 3161 client for `sign_pdf(..., timestamper=...)`.
 
@@ -176,7 +207,7 @@ def http_timestamper(tsa_url: str, *, timeout: float = 30) -> TimeStamper:
     TSA for it on every signature (two round trips instead of one). It opens an HTTP session
     per request, so it may be shared across threads and event loops.
     """
-    return HTTPTimeStamper(tsa_url, timeout=timeout)
+    return _HttpTimestamper(tsa_url, timeout)
 
 
 def _stamp_box(existing_signatures: int) -> tuple[int, int, int, int]:
@@ -264,7 +295,7 @@ async def sign_pdf(
         await pdf_signer.async_sign_pdf(writer, output=output_stream)
     except (SigningError, PdfError) as e:
         raise PadesError(f"signing failed: {e}") from e
-    except aiohttp.ClientError as e:
+    except (aiohttp.ClientError, TimestampRequestError) as e:
         where = getattr(timestamper, "url", tsa_url)
         raise PadesError(f"timestamp authority {where} unreachable: {e!r}") from e
     return SignedPdf(

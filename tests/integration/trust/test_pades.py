@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mutualis_trust.identities import SigningIdentities
 from mutualis_trust.pades import (
     InvalidPdf,
     PadesError,
+    http_timestamper,
     pdfsig_available,
     pdfsig_verify,
     sign_pdf,
@@ -174,4 +176,20 @@ async def test_b_t_without_a_tsa_and_encrypted_input_are_refused(trust_env: Trus
         with pytest.raises(InvalidPdf, match="encrypted"):
             await sign_pdf(
                 io.BytesIO(encrypted_pdf()), io.BytesIO(), seal, field_name="s", level="B-B"
+            )
+
+
+async def test_an_unreachable_tsa_is_a_signing_error(trust_env: TrustEnv) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with Token.open(trust_env.token) as token:
+        seal = SigningIdentities(trust_env.pki, token).seal_signer("pades", "Ville de Test")
+        with pytest.raises(PadesError, match="unreachable"):
+            await sign_pdf(
+                io.BytesIO(minimal_pdf()),
+                io.BytesIO(),
+                seal,
+                field_name="s",
+                timestamper=http_timestamper(f"http://127.0.0.1:{port}/tsa", timeout=5),
             )
