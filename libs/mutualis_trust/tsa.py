@@ -229,13 +229,21 @@ def verify_timestamp(
 # --- the development TSA ----------------------------------------------------------------------
 
 
-def write_tsa_config(pki: DevPki, state_dir: Path) -> Path:
-    """The `openssl ts` configuration for the PKI's TSA key, with its serial file in `state_dir`."""
+def write_tsa_config(pki: DevPki, state_dir: Path, *, last_serial: int | None = None) -> Path:
+    """The `openssl ts` configuration for the PKI's TSA key, with its serial file in `state_dir`.
+
+    A new serial file holds `last_serial` (openssl hands out the next number), or a random one
+    so that two state dirs (tests, `mutualis up`) never hand out the same serials; an existing
+    serial file is kept.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     serial = state_dir / "serial"
     if not serial.exists():
-        # Random start: two state dirs (tests, `mutualis up`) never hand out the same serials.
-        serial.write_text(f"{secrets.randbits(48):x}\n")
+        start = last_serial if last_serial is not None else secrets.randbits(48)
+        # An even number of hex digits: openssl refuses to read an odd one ("odd number of
+        # chars") and then refuses the request. Unpadded, one random start in 16 was odd.
+        digits = f"{start:x}"
+        serial.write_text(("0" * (len(digits) % 2)) + digits + "\n")
     chain = state_dir / "chain.pem"
     _replace(chain, pki.tsa_cert_path.read_bytes() + pki.ca_pem_path.read_bytes())
     conf = state_dir / "tsa.cnf"

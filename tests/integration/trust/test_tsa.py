@@ -19,6 +19,7 @@ from mutualis_trust.tsa import (
     build_query,
     timestamp,
     verify_timestamp,
+    write_tsa_config,
 )
 
 QUERY = {"Content-Type": "application/timestamp-query"}
@@ -132,3 +133,18 @@ async def test_an_in_process_tsa_leaves_no_state_behind(trust_env: TrustEnv) -> 
     async with DevTsa.running(trust_env.pki) as url:
         await timestamp(url, b"passing through")
     assert set((trust_env.pki.dir / "tsa").iterdir()) == before
+
+
+async def test_a_fresh_tsa_grants_its_first_request_whatever_its_serial_start(
+    trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    # The other cause of the flake: a random start written with an odd number of hex digits
+    # (one start in 16), which openssl cannot read, so it refused the first request.
+    for start in (0xABC, 0xFFFFFFFFFFF, 0x0123456789AB):
+        state_dir = tmp_path / f"{start:x}"
+        write_tsa_config(trust_env.pki, state_dir, last_serial=start)
+        reply = await DevTsa(trust_env.pki, state_dir=state_dir).reply(
+            build_query(hashlib.sha256(b"first").digest())
+        )
+        assert TimestampToken.from_response(reply).serial == start + 1
+        assert len((state_dir / "serial").read_text().strip()) % 2 == 0
