@@ -30,6 +30,14 @@ class ServiceManifest:
     consumers: tuple[ConsumerSpec, ...] = ()
     #: Modules whose import registers the service's event types in the catalog.
     event_modules: tuple[str, ...] = ()
+    #: Streams the service creates itself (settings the declarative specs do not cover, such
+    #: as message schedules): it gets the same JetStream API rights as on its declared ones.
+    private_streams: tuple[str, ...] = ()
+    #: Subjects outside `evt.<service>.>` it publishes to (its private streams' subjects).
+    private_subjects: tuple[str, ...] = ()
+    #: Other services' object stores it reads (never writes), e.g. archive reading the signed
+    #: PDFs parapheur stored: read-only JetStream rights on them.
+    reads_object_stores: tuple[str, ...] = ()
 
     def load_events(self) -> None:
         for module in self.event_modules:

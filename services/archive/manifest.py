@@ -85,4 +85,5 @@ MANIFEST = ServiceManifest(
     resources=RESOURCES,
     consumers=CONSUMERS,
     event_modules=("archive.domain.events",),
+    reads_object_stores=(PARAPHEUR_DOCUMENTS,),
 )

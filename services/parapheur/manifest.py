@@ -53,4 +53,7 @@ MANIFEST = ServiceManifest(
     resources=RESOURCES,
     consumers=(SEAL_CONSUMER, ERASURE_CONSUMER),
     event_modules=("parapheur.domain.events",),
+    # Reminders ride on a stream with message schedules (adapters/deadlines.py).
+    private_streams=("PARAPHEUR_DEADLINES",),
+    private_subjects=("parapheur.deadline.>",),
 )

@@ -107,6 +107,24 @@ def _own_stream_api(stream: str) -> list[str]:
     ]
 
 
+def _read_only_stream_api(stream: str) -> list[str]:
+    api = "$JS.API"
+    return [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.STREAM.NAMES",
+        f"{api}.STREAM.MSG.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}.>",
+        # Reading an object is an ephemeral ordered consumer of its chunks.
+        f"{api}.CONSUMER.CREATE.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}.>",
+        f"{api}.CONSUMER.INFO.{stream}.>",
+        f"{api}.CONSUMER.DELETE.{stream}.>",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
 def _consumer_api(stream: str, durable: str) -> list[str]:
     api = "$JS.API"
     return [
@@ -123,13 +141,20 @@ def _consumer_api(stream: str, durable: str) -> list[str]:
 def service_permissions(manifest: ServiceManifest) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(publish allow, subscribe allow) for one service, from what its manifest declares."""
     resources = manifest.resources
-    publish: list[str] = [f"evt.{manifest.name}.>", "$JS.API.INFO"]
-    for stream in _stream_names(resources):
+    publish: list[str] = [f"evt.{manifest.name}.>", "$JS.API.INFO", *manifest.private_subjects]
+    for stream in (*_stream_names(resources), *manifest.private_streams):
         publish += _own_stream_api(stream)
+    for spec in resources.streams:
+        publish += spec.subjects  # e.g. archive's journal and seals, beside its events
     for kv in resources.key_values:
         publish.append(f"$KV.{kv.bucket}.>")
     for obj in resources.object_stores:
         publish.append(f"$O.{obj.bucket}.>")
+    if resources.object_stores:
+        # nats-py's object `get` looks its stream up by subject (names only, no contents).
+        publish.append("$JS.API.STREAM.NAMES")
+    for bucket in manifest.reads_object_stores:
+        publish += _read_only_stream_api(f"OBJ_{bucket}")
     # The kernel's own streams: services ensure them at start and write their dead letters.
     for stream in (DEAD_LETTER_STREAM, REPLAY_STREAM):
         publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]

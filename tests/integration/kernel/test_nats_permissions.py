@@ -9,16 +9,14 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig
 
+from archive.manifest import MANIFEST as ARCHIVE
+from archive.manifest import PARAPHEUR_DOCUMENTS
+from identity.manifest import MANIFEST as IDENTITY
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.runtime.security import OPERATOR, NatsSecurity, build_security
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources_patiently
 from mutualis_kernel.testing.fixtures import ClusterFactory
-
-pytest.importorskip("identity.manifest", reason="the identity service provides the manifest")
-pytest.importorskip("parapheur.manifest", reason="the parapheur service provides the manifest")
-
-from identity.manifest import MANIFEST as IDENTITY
 from parapheur.manifest import MANIFEST as PARAPHEUR
 
 
@@ -26,12 +24,12 @@ from parapheur.manifest import MANIFEST as PARAPHEUR
 async def secured(
     cluster_factory: ClusterFactory, tmp_path: Path
 ) -> tuple[LocalCluster, NatsSecurity]:
-    security = build_security(tmp_path / "credentials", [IDENTITY, PARAPHEUR])
+    security = build_security(tmp_path / "credentials", [IDENTITY, PARAPHEUR, ARCHIVE])
     cluster = cluster_factory(datacenters=("dc1",), security=security)
     operator = await connect(cluster, security, OPERATOR)
     js = operator.jetstream()
     await apply_resources_patiently(
-        js, [KERNEL_RESOURCES, IDENTITY.resources, PARAPHEUR.resources], 1
+        js, [KERNEL_RESOURCES, IDENTITY.resources, PARAPHEUR.resources, ARCHIVE.resources], 1
     )
     await operator.close()
     return cluster, security
@@ -102,4 +100,35 @@ async def test_a_service_binds_only_the_consumers_its_manifest_declares(
         )
     with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
         await js.get_msg("IDENTITY_EVENTS", seq=1)
+    await nc.close()
+
+
+async def test_archive_reads_the_documents_parapheur_stored_but_cannot_change_them(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    parapheur = await as_service(secured, PARAPHEUR)
+    documents = await parapheur.jetstream().object_store(PARAPHEUR_DOCUMENTS)
+    await documents.put("bordeaux/f1/signed.pdf", b"%PDF-1.7 signed")
+    await parapheur.close()
+
+    archive = await as_service(secured, ARCHIVE)
+    store = await archive.jetstream().object_store(PARAPHEUR_DOCUMENTS)
+    assert (await store.get("bordeaux/f1/signed.pdf")).data == b"%PDF-1.7 signed"
+    with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
+        await store.put("bordeaux/f1/signed.pdf", b"forged")
+    with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
+        await store.delete("bordeaux/f1/signed.pdf")
+    assert (await store.get("bordeaux/f1/signed.pdf")).data == b"%PDF-1.7 signed"
+    await archive.close()
+
+
+async def test_parapheur_schedules_reminders_on_its_private_stream(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    from parapheur.adapters.deadlines import ensure_stream
+
+    nc = await as_service(secured, PARAPHEUR)
+    await ensure_stream(nc.jetstream(), replicas=1)
+    ack = await nc.jetstream().publish("parapheur.deadline.schedule.bordeaux.f1.reminder", b"x")
+    assert ack.stream == "PARAPHEUR_DEADLINES"
     await nc.close()
