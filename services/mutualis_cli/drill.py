@@ -48,6 +48,7 @@ from mutualis_cli.journey.scenario import Journey, JourneyFailed, PlatformUrls
 from mutualis_cli.platform import restart_service
 from mutualis_cli.rundir import DEFAULT_RUN_DIR, RunState, load_state, save_state
 from mutualis_cli.supervisor import process_alive, wait_gone
+from mutualis_cli.target import connect, identity_of, use_identity
 from mutualis_kernel.runtime.process import nats_server_binary
 from mutualis_kernel.tenants import default_tenants
 
@@ -303,9 +304,7 @@ class Platform:
 # -- catch-up -------------------------------------------------------------------------------
 async def lagging_streams(urls: list[str]) -> list[str]:
     """Streams (KV buckets and object stores included) with a replica not current."""
-    import nats
-
-    nc = await nats.connect(urls, connect_timeout=2, max_reconnect_attempts=1)
+    nc = await connect(urls, max_reconnect_attempts=1)
     try:
         js = nc.jetstream(timeout=3)
         lagging = []
@@ -341,29 +340,12 @@ async def wait_caught_up(urls: list[str], timeout: float = 120.0) -> tuple[float
 
 # -- invariants -----------------------------------------------------------------------------
 async def read_stream(urls: list[str], stream: str, subject: str) -> list[tuple[str, bytes]]:
-    import nats
-    from nats.js.api import ConsumerConfig, DeliverPolicy
+    from mutualis_kernel.bus.kv import stream_messages
 
-    nc = await nats.connect(urls, connect_timeout=2)
+    nc = await connect(urls, max_reconnect_attempts=60)
     try:
         js = nc.jetstream(timeout=5)
-        subscription = await js.pull_subscribe(
-            subject,
-            durable=None,
-            stream=stream,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
-        )
-        messages: list[tuple[str, bytes]] = []
-        while True:
-            try:
-                batch = await subscription.fetch(500, timeout=2)
-            except (nats.errors.TimeoutError, TimeoutError):
-                break
-            for message in batch:
-                messages.append((message.subject, message.data))
-                await message.ack()
-        await subscription.unsubscribe()
-        return messages
+        return [(m.subject, m.data) async for m in stream_messages(js, stream, subject)]
     finally:
         await nc.close()
 
@@ -797,6 +779,7 @@ def drill(
             "[red]error:[/] nothing runs from this run dir: start it with `mutualis up --ha`"
         )
         raise typer.Exit(1)
+    use_identity(identity_of(state))
     try:
         fault = choose_fault(kill, freeze, rolling_restart, kill_meta_leader, kill_service, state)
         platform_urls(state)

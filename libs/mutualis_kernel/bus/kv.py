@@ -1,4 +1,4 @@
-"""Reading the current values of a JetStream KV bucket under a key pattern, in one pass.
+"""Reading JetStream in one exact pass: a KV bucket's current values, or a stream's messages.
 
 nats-py's `KeyValue.watch()` signals "no more current values" with a `None` that it may put
 *before* values already on their way: it decides from the consumer's `num_pending` (which no
@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
@@ -41,8 +42,41 @@ async def current_entries(
 
     Raises `TimeoutError` when the server stops delivering before the count it announced.
     """
-    stream = f"KV_{bucket}"
     prefix = f"$KV.{bucket}."
+    messages = stream_messages(
+        js,
+        f"KV_{bucket}",
+        f"{prefix}{pattern}",
+        deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+        timeout=timeout,
+    )
+    async for message in messages:
+        headers = message.headers or {}
+        if (
+            headers.get("KV-Operation") in _DELETED
+            or "Nats-Marker-Reason" in headers
+            or not message.data
+        ):
+            continue
+        yield KvEntry(
+            key=message.subject[len(prefix) :],
+            value=message.data,
+            revision=message.metadata.sequence.stream,
+        )
+
+
+async def stream_messages(
+    js: JetStreamContext,
+    stream: str,
+    subject: str,
+    *,
+    deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL,
+    timeout: float = 10.0,
+) -> AsyncIterator[Msg]:
+    """Every message of `stream` on `subject` stored when the call starts, in order, once.
+
+    Raises `TimeoutError` when the server stops delivering before the count it announced.
+    """
     nc = js._nc  # nats-py keeps the connection there; the inbox must exist before the consumer
     inbox = nc.new_inbox()
     # Push, not pull: a pull request right after a clustered consumer's creation can meet
@@ -53,10 +87,10 @@ async def current_entries(
         info = await js.add_consumer(
             stream,
             api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                deliver_policy=deliver_policy,
                 ack_policy=api.AckPolicy.NONE,
                 deliver_subject=inbox,
-                filter_subject=f"{prefix}{pattern}",
+                filter_subject=subject,
                 inactive_threshold=timeout * 3,
                 mem_storage=True,
                 num_replicas=1,
@@ -68,20 +102,9 @@ async def current_entries(
             try:
                 message = await subscription.next_msg(timeout=timeout)
             except NatsTimeoutError as error:
-                raise TimeoutError(f"{bucket}: {remaining} entries never arrived") from error
+                raise TimeoutError(f"{stream}: {remaining} messages never arrived") from error
             remaining = message.metadata.num_pending
-            headers = message.headers or {}
-            if (
-                headers.get("KV-Operation") in _DELETED
-                or "Nats-Marker-Reason" in headers
-                or not message.data
-            ):
-                continue
-            yield KvEntry(
-                key=message.subject[len(prefix) :],
-                value=message.data,
-                revision=message.metadata.sequence.stream,
-            )
+            yield message
     finally:
         await subscription.unsubscribe()
         await _forget(js, stream, consumer)

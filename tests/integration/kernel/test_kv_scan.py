@@ -8,7 +8,7 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
 
-from mutualis_kernel.bus.kv import current_entries, current_keys
+from mutualis_kernel.bus.kv import current_entries, current_keys, stream_messages
 
 from .conftest import Bus
 
@@ -65,3 +65,13 @@ async def test_a_scan_leaves_no_consumer_behind(bus: Bus) -> None:
     await current_keys(bus.js, name)
     info = await bus.js.stream_info(f"KV_{name}")
     assert info.state.consumer_count == 0
+
+
+async def test_a_stream_is_read_whole_in_order_once(bus: Bus) -> None:
+    subject = f"evt.demo.pessac.parcel.{uuid.uuid4().hex[:8]}.>"
+    for n in range(50):
+        await bus.js.publish(subject.replace(">", f"n{n}.parcel.registered"), str(n).encode())
+
+    read = [m.data async for m in stream_messages(bus.js, "DEMO_EVENTS", subject)]
+
+    assert read == [str(n).encode() for n in range(50)]
