@@ -110,6 +110,20 @@ def up(
             "--service", help="Start only this service (repeatable); default: every installed one."
         ),
     ] = None,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls/--no-tls",
+            help="TLS to NATS and mutual TLS between datacenters, with a dev CA in the run dir.",
+        ),
+    ] = True,
+    nkeys: Annotated[
+        bool,
+        typer.Option(
+            "--nkeys/--no-nkeys",
+            help="Each service authenticates with its own nkey and gets only its permissions.",
+        ),
+    ] = True,
 ) -> None:
     """Start NATS in three datacenters (or one) and every installed service, then follow logs.
 
@@ -125,6 +139,8 @@ def up(
         nats_cluster_port=nats_cluster_port,
         port_base_services=port_base_services,
         no_services=no_services,
+        tls=tls,
+        nkeys=nkeys,
     )
     try:
         manifests = installed_manifests()

@@ -28,9 +28,11 @@ from mutualis_cli.rundir import (
     RunState,
     ServiceState,
     TopologyState,
+    credentials_dir,
     load_state,
     remove_state,
     save_state,
+    tls_dir,
 )
 from mutualis_cli.supervisor import (
     NATS_STOP_TIMEOUT_S,
@@ -43,9 +45,12 @@ from mutualis_cli.supervisor import (
     wait_gone,
 )
 from mutualis_cli.supervisor import wait_ready as wait_service_ready
+from mutualis_cli.target import identity_of, use_identity
 from mutualis_cli.wiring import sink_launches, trust_launches, with_shared_environment
 from mutualis_kernel.runtime import LocalCluster, PortInUse, Topology
 from mutualis_kernel.runtime.process import port_is_free
+from mutualis_kernel.runtime.security import build_security
+from mutualis_kernel.runtime.tls import ensure_dev_tls
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS
 from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
 
@@ -74,16 +79,25 @@ class UpOptions:
     port_base_services: int = 8001
     no_services: bool = False
     start_timeout_s: float = 30.0
+    #: TLS for clients, mutual TLS between datacenters (bench/results/transport.json: the
+    #: cost is small next to what the services spend per event).
+    tls: bool = True
+    #: One nkey per service with the permissions its manifest implies; the CLI is `operator`.
+    nkeys: bool = True
 
-    def topology(self) -> Topology:
+    def topology(self, manifests: Sequence[ServiceManifest] = ()) -> Topology:
+        """The NATS cluster; `manifests` decide each service's permissions when nkeys are on."""
         if self.single and self.ha:
             raise BadOptions("--ha needs three datacenters; it cannot be combined with --single")
+        run_dir = self.run_dir.resolve()
         return Topology(
-            run_dir=self.run_dir.resolve(),
+            run_dir=run_dir,
             datacenters=("dc1",) if self.single else DEFAULT_DATACENTERS,
             client_port_base=self.nats_port,
             monitor_port_base=self.nats_monitor_port,
             cluster_port_base=self.nats_cluster_port,
+            tls=ensure_dev_tls(tls_dir(run_dir)) if self.tls else None,
+            security=build_security(credentials_dir(run_dir), manifests) if self.nkeys else None,
         )
 
 
@@ -117,6 +131,7 @@ def plan_services(
     launches = []
     for manifest in manifests:
         offset = manifest.default_port - _FIRST_SERVICE_PORT
+        nats_env = nats_client_environment(topology, manifest.name)
         for index, datacenter in enumerate(datacenters):
             label = f"{manifest.name}@{datacenter}"
             launches.append(
@@ -128,9 +143,20 @@ def plan_services(
                     replicas=topology.replicas,
                     log_path=run_dir / "logs" / f"{label}.log",
                     data_dir=run_dir / "services" / label,
+                    shared_env=nats_env,
                 )
             )
     return with_shared_environment(launches, shared or {})
+
+
+def nats_client_environment(topology: Topology, user: str) -> dict[str, str]:
+    """The settings a NATS client of this topology needs: the CA, and its own seed."""
+    env: dict[str, str] = {}
+    if topology.tls is not None:
+        env["MUTUALIS_NATS_TLS_CA_FILE"] = str(topology.tls.ca)
+    if topology.security is not None:
+        env["MUTUALIS_NATS_NKEY_SEED_FILE"] = str(topology.security.seed_for(user))
+    return env
 
 
 def check_ports(cluster: LocalCluster, launches: Sequence[ServiceLaunch]) -> None:
@@ -162,7 +188,7 @@ def start_platform(
     supervisor_pid: int | None = None,
 ) -> RunState:
     """Start NATS, apply resources, start services; on any failure stop what was started."""
-    topology = options.topology()
+    topology = options.topology(manifests)
     refuse_if_running(options.run_dir)
     cluster = LocalCluster(topology)
     launches = plan_platform(options, topology, manifests)
@@ -178,8 +204,11 @@ def start_platform(
             cluster_port_base=options.nats_cluster_port,
             service_port_base=options.port_base_services,
             ha=options.ha,
+            tls=options.tls,
+            nkeys=options.nkeys,
         ),
     )
+    use_identity(identity_of(state))
     try:
         with console.status("starting NATS…") as progress:
             progress.update(f"starting {len(cluster.nodes)} NATS node(s), electing a leader…")
@@ -361,6 +390,8 @@ def options_of(state: RunState) -> UpOptions:
         nats_monitor_port=topology.monitor_port_base,
         nats_cluster_port=topology.cluster_port_base,
         port_base_services=topology.service_port_base,
+        tls=topology.tls,
+        nkeys=topology.nkeys,
     )
 
 
@@ -378,9 +409,8 @@ def restart_service(
         raise BadOptions(f"no instance {label!r} runs; running: {known}")
     options = options_of(state)
     running_names = {s.name for s in state.services}
-    launches = plan_platform(
-        options, options.topology(), [m for m in manifests if m.name in running_names]
-    )
+    running = [m for m in manifests if m.name in running_names]
+    launches = plan_platform(options, options.topology(running), running)
     launch = next(launch for launch in launches if launch.label == label)
     if current.pid is not None:
         if kill:

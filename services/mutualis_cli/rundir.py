@@ -56,6 +56,10 @@ class TopologyState(BaseModel):
     cluster_port_base: int
     service_port_base: int
     ha: bool = False
+    #: Client TLS and mutual TLS on routes, with the dev CA under `nats/tls/`.
+    tls: bool = False
+    #: Every client authenticates with an nkey (seeds under `nats/credentials/`).
+    nkeys: bool = False
 
 
 class RunState(BaseModel):
@@ -73,6 +77,16 @@ class RunState(BaseModel):
     def client_urls(self) -> list[str]:
         return [n.client_url for n in self.nodes]
 
+    @property
+    def tls_ca_file(self) -> Path | None:
+        """The CA the NATS servers' certificates chain to, when `up` turned TLS on."""
+        return tls_dir(Path(self.run_dir)) / "ca.pem" if self.topology.tls else None
+
+    @property
+    def operator_seed_file(self) -> Path | None:
+        """The nkey seed the command line authenticates with, when `up` required nkeys."""
+        return credentials_dir(Path(self.run_dir)) / "operator.nk" if self.topology.nkeys else None
+
     def datacenter_of(self, server_name: str) -> str | None:
         for node in self.nodes:
             if node.name == server_name:
@@ -82,6 +96,14 @@ class RunState(BaseModel):
 
 class StateUnreadable(RuntimeError):
     pass
+
+
+def tls_dir(run_dir: Path) -> Path:
+    return run_dir / "nats" / "tls"
+
+
+def credentials_dir(run_dir: Path) -> Path:
+    return run_dir / "nats" / "credentials"
 
 
 def state_path(run_dir: Path) -> Path:
