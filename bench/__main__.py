@@ -14,7 +14,7 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 #: Every benchmark module exposes `async def run(quick: bool) -> dict` returning its figures.
-BENCHMARKS = ("kernel", "identity", "parapheur", "archive", "notifications", "e2e")
+BENCHMARKS = ("kernel", "transport", "identity", "parapheur", "archive", "notifications", "e2e")
 
 
 def available() -> list[str]:
