@@ -53,6 +53,16 @@ MATRIX: dict[str, tuple[tuple[str, ...], list[str], bool]] = {
         ],
         True,
     ),
+    "nats-nkeys": (
+        (),
+        [
+            ISSUER,
+            "natsAuth.credentials.enabled=true",
+            "natsAuth.credentials.existingSecret=nats-creds",
+            "natsAuth.credentials.kind=nkey",
+        ],
+        True,
+    ),
     **{
         f"without-{name}": ((), [ISSUER, f"services.{name}.enabled=false"], True)
         for name in KNOWN_SERVICES
@@ -432,3 +442,26 @@ def test_a_ca_bundle_can_be_mounted_into_one_service(render: Render, tmp_path: P
     config = config_of(docs, "archive")
     assert config["MUTUALIS_TSA_CA_FILE"] == "/etc/mutualis/tsa/ca.pem"
     assert config["MUTUALIS_WORK_DIR"] == "/tmp/archive", "the chart's own extraEnv is kept"
+
+
+@pytest.mark.parametrize(
+    ("name", "extension", "variable"),
+    [
+        ("pkcs11-and-nats-auth", "creds", "MUTUALIS_NATS_CREDENTIALS_FILE"),
+        ("nats-nkeys", "nk", "MUTUALIS_NATS_NKEY_SEED_FILE"),
+    ],
+)
+def test_each_service_mounts_only_its_own_nats_identity(
+    render: Render, name: str, extension: str, variable: str
+) -> None:
+    files, sets, _ = MATRIX[name]
+    docs = render(files, sets)
+    for deployment in objects(docs, "Deployment"):
+        service = service_of(deployment)
+        if service not in KNOWN_SERVICES:
+            continue
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        [credentials] = [v for v in volumes if v["name"] == "nats-credentials"]
+        own = f"{service}.{extension}"
+        assert credentials["secret"]["items"] == [{"key": own, "path": own}]
+        assert config_of(docs, service)[variable] == f"/etc/mutualis/nats-credentials/{own}"

@@ -106,7 +106,11 @@ data:
   MUTUALIS_LOG_LEVEL: {{ $root.Values.platform.logLevel | quote }}
   MUTUALIS_TENANTS_FILE: /etc/mutualis/tenants/tenants.yaml
   {{- if $root.Values.natsAuth.credentials.enabled }}
-  MUTUALIS_NATS_CREDENTIALS_FILE: /etc/mutualis/nats-credentials/{{ $root.Values.natsAuth.credentials.key }}
+  {{- if eq $root.Values.natsAuth.credentials.kind "nkey" }}
+  MUTUALIS_NATS_NKEY_SEED_FILE: /etc/mutualis/nats-credentials/{{ .name }}.nk
+  {{- else }}
+  MUTUALIS_NATS_CREDENTIALS_FILE: /etc/mutualis/nats-credentials/{{ .name }}.creds
+  {{- end }}
   {{- end }}
   {{- if $root.Values.natsAuth.tls.enabled }}
   MUTUALIS_NATS_TLS_CA_FILE: /etc/mutualis/nats-ca/{{ $root.Values.natsAuth.tls.key }}
@@ -322,6 +326,9 @@ spec:
           secret:
             secretName: {{ required "natsAuth.credentials.existingSecret is required when natsAuth.credentials.enabled" $root.Values.natsAuth.credentials.existingSecret }}
             defaultMode: 0440
+            # Only this service's own identity is mounted, never its neighbours'.
+            {{- $file := printf "%s.%s" $name (ternary "nk" "creds" (eq $root.Values.natsAuth.credentials.kind "nkey")) }}
+            items: [{key: {{ $file }}, path: {{ $file }}}]
         {{- end }}
         {{- if $root.Values.natsAuth.tls.enabled }}
         - name: nats-ca
