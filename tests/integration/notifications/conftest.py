@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from mutualis_kernel.bus.consumer import EventConsumer
 from mutualis_kernel.runner import Platform, open_platform
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.service import ServiceManifest
-from mutualis_kernel.streams import Resources, events_stream
+from mutualis_kernel.streams import Resources, StreamSpec
 from mutualis_kernel.testing.ports import free_port_block
 from notifications import manifest
 from notifications.bootstrap import build_deps, consumers, email_sender
@@ -33,11 +34,17 @@ from notifications.service_layer.handlers import Deps
 from notifications.service_layer.ports import EmailSender
 from notifications.settings import NotificationsSettings
 
+
 # The producers' streams, as their manifests declare them, so the routers can bind.
+def _events_stream_of(service: str) -> StreamSpec:
+    # The producers' own specs: a stream made differently here would clash with theirs
+    # (archive's refuses deletes, a setting no update may take back).
+    producer = importlib.import_module(f"{service}.manifest").MANIFEST
+    return next(s for s in producer.resources.streams if s.name == f"{service.upper()}_EVENTS")
+
+
 PRODUCER_STREAMS = Resources(
-    streams=tuple(
-        events_stream(s, f"{s} events (test)") for s in ("identity", "parapheur", "archive")
-    )
+    streams=tuple(_events_stream_of(s) for s in ("identity", "parapheur", "archive"))
 )
 TEST_MANIFEST = ServiceManifest(
     name="notifications",
