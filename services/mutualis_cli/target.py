@@ -10,7 +10,6 @@ operator tool reports a dead datacenter, it does not drown in it.
 
 from __future__ import annotations
 
-import logging
 import os
 import ssl
 from dataclasses import dataclass
@@ -21,15 +20,7 @@ import nats
 from nats.aio.client import Client
 
 from mutualis_cli.rundir import RunState, load_state
-
-
-class _QuietTlsClose(logging.Filter):
-    # asyncio warns on every TLS connection nats-py closes; an operator has nothing to do.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "eof_received()" not in record.getMessage()
-
-
-logging.getLogger("asyncio").addFilter(_QuietTlsClose())
+from mutualis_kernel.bus import connection as _connection  # noqa: F401 - quiets TLS closes
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 import nats
@@ -11,6 +12,20 @@ from nats.aio.client import Client as NATS
 from mutualis_kernel.config import KernelSettings
 
 log = structlog.get_logger("mutualis_kernel.bus")
+
+
+class QuietTlsClose(logging.Filter):
+    """Drops asyncio's "returning true from eof_received() has no effect when using ssl".
+
+    asyncio logs it each time nats-py closes a TLS connection; it says nothing actionable and
+    would fill services' logs and operators' terminals.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(QuietTlsClose())
 
 
 async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
