@@ -56,6 +56,11 @@ _handler_duration = _meter.create_histogram(
 )
 
 
+def _aggregate_key(subject: str) -> str:
+    # evt.<service>.<tenant>.<aggregate>.<id>.<entity>.<action> -> up to <id>
+    return ".".join(subject.split(".", 5)[:5])
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -168,8 +173,26 @@ class EventConsumer:
             log.warning("consumer.fetch_failed", consumer=self.spec.durable, error=repr(error))
             await asyncio.sleep(0.25)
             return
+        if self.spec.concurrency <= 1 or len(messages) == 1:
+            for message in messages:
+                await self.handle(message, replayed=replayed)
+            return
+        await self._handle_concurrently(messages, replayed=replayed)
+
+    async def _handle_concurrently(self, messages: list[Msg], *, replayed: bool) -> None:
+        # Events of one aggregate (one subject up to its id) keep their order; different
+        # aggregates proceed side by side, at most `concurrency` at a time.
+        lanes: dict[str, list[Msg]] = {}
         for message in messages:
-            await self.handle(message, replayed=replayed)
+            lanes.setdefault(_aggregate_key(message.subject), []).append(message)
+        slots = asyncio.Semaphore(self.spec.concurrency)
+
+        async def run_lane(lane: list[Msg]) -> None:
+            async with slots:
+                for message in lane:
+                    await self.handle(message, replayed=replayed)
+
+        await asyncio.gather(*(run_lane(lane) for lane in lanes.values()))
 
     # -- one message ---------------------------------------------------------------------
     async def handle(self, message: Msg, *, replayed: bool = False) -> None:

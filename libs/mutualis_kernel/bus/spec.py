@@ -10,7 +10,9 @@ class ConsumerSpec:
     """A durable pull consumer, shared by every instance of its service in every datacenter.
 
     `max_deliver` bounds redeliveries; `backoff_s` spaces them (the last value repeats). A
-    message still failing after `max_deliver` attempts is dead-lettered.
+    message still failing after `max_deliver` attempts is dead-lettered. `concurrency` > 1
+    handles that many aggregates of a fetched batch at once (each aggregate's events still
+    one after the other, in stream order): for handlers that mostly wait on I/O.
     """
 
     durable: str
@@ -23,6 +25,7 @@ class ConsumerSpec:
     ack_wait_s: float = 30.0
     max_ack_pending: int = 1000
     batch: int = 64
+    concurrency: int = 1
 
     def delay_after(self, deliveries: int) -> float:
         """How long to wait before the next attempt, after `deliveries` failed ones."""

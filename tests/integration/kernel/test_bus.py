@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -404,3 +405,50 @@ async def _ignore(envelope: Envelope[Any]) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_concurrent_consumer_overlaps_aggregates_and_keeps_each_ones_order(
+    bus: Bus,
+) -> None:
+    parcels = [new_id() for _ in range(4)]
+    seen: dict[str, list[str]] = {p: [] for p in parcels}
+    in_flight = 0
+    most_in_flight = 0
+    release = asyncio.Event()
+
+    async def handler(envelope: Envelope[Any]) -> None:
+        nonlocal in_flight, most_in_flight
+        if envelope.aggregate_id not in seen:
+            return
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        if most_in_flight >= 4:
+            release.set()  # every aggregate is being handled at once
+        await asyncio.wait_for(release.wait(), 10)
+        seen[envelope.aggregate_id].append(envelope.data.reference)
+        in_flight -= 1
+
+    envelopes = [
+        bus.publisher.envelope(
+            ParcelRegistered(reference=f"{n}", weight_kg=1), tenant="talence", aggregate_id=p
+        )
+        for n in range(3)
+        for p in parcels
+    ]
+    await bus.publisher.publish_batch(envelopes)
+    spec = replace(
+        spec_for("concurrent"),
+        filter_subjects=tuple(f"evt.demo.talence.parcel.{p}.>" for p in parcels),
+        concurrency=4,
+        batch=64,
+    )
+    stop, task = await run_consumer(bus, spec, handler)
+
+    async def all_seen() -> bool:
+        return all(len(references) == 3 for references in seen.values())
+
+    await wait_for(all_seen)
+    stop.set()
+    await task
+    assert most_in_flight == 4
+    assert all(references == ["0", "1", "2"] for references in seen.values())
