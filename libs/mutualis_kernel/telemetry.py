@@ -92,6 +92,11 @@ def setup_telemetry(
     return _installed
 
 
+def tracing_disabled() -> bool:
+    """True under `OTEL_SDK_DISABLED=true`: no provider will record anything."""
+    return _env_flag("OTEL_SDK_DISABLED")
+
+
 def current_trace_ids() -> tuple[str | None, str | None]:
     """The hex trace id and span id of the current span, or (None, None) outside any span."""
     context = trace.get_current_span().get_span_context()

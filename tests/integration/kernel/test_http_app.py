@@ -345,3 +345,14 @@ async def test_a_callers_request_id_is_kept(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
 
     assert response.headers["x-request-id"] == "abc-123"
+
+
+def test_with_the_sdk_disabled_no_tracing_middleware_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    app = create_app(title="untraced", version="1", settings=KernelSettings(dev_mode=True))
+    assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
+    app = create_app(title="traced", version="1", settings=KernelSettings(dev_mode=True))
+    assert getattr(app, "_is_instrumented_by_opentelemetry", False)
