@@ -31,6 +31,9 @@ async def test_a_folder_journey_is_one_trace_through_every_service(
         return (
             {s.service for s in spans} >= SERVICES
             and any(s.kind == "consumer" and s.service == "archive" for s in spans)
+            # the archivist's seal request comes last: its server span is the last to export
+            and {s.service for s in spans if s.kind == "server"}
+            >= {"identity", "parapheur", "archive"}
             and all(s.parent_span_id in ids for s in spans)
         )
 
