@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
@@ -27,9 +27,9 @@ from identity.domain.model import Client, User
 from identity.domain.security import secret_digest
 from mutualis_kernel.bus.publisher import with_retries
 
-#: Reads and blind writes wait out a JetStream election (4.5-7 s) rather than fail; past
-#: this the kernel answers 503 + Retry-After. Compare-and-set writes are not retried: after
-#: a lost ack the retry would see its own write as someone else's.
+#: Reads and writes wait out a JetStream election (4.5-7 s) rather than fail; past this the
+#: kernel answers 503 + Retry-After. A compare-and-set write retried after a lost ack
+#: recognises its own bytes (see `Bucket._compare_and_set`).
 KV_DEADLINE_S = 15.0
 
 M = TypeVar("M", bound=BaseModel)
@@ -64,16 +64,49 @@ class Bucket:
         return json.loads(entry.value), entry.revision or 0
 
     async def create(self, key: str, value: dict[str, Any]) -> int:
-        try:
-            return await self.kv.create(key, json.dumps(value).encode())
-        except KeyWrongLastSequenceError:
-            raise AlreadyExists(key) from None
+        body = json.dumps(value).encode()
+        written = await self._compare_and_set(key, body, lambda: self.kv.create(key, body))
+        if written is None:
+            raise AlreadyExists(key)
+        return written
 
     async def update(self, key: str, value: dict[str, Any], revision: int) -> int:
-        try:
-            return await self.kv.update(key, json.dumps(value).encode(), last=revision)
-        except KeyWrongLastSequenceError:
-            raise StaleWrite(key) from None
+        body = json.dumps(value).encode()
+        written = await self._compare_and_set(
+            key, body, lambda: self.kv.update(key, body, last=revision)
+        )
+        if written is None:
+            raise StaleWrite(key)
+        return written
+
+    async def _compare_and_set(
+        self, key: str, body: bytes, write: Callable[[], Awaitable[int]]
+    ) -> int | None:
+        """The new revision, or None when someone else's write came first.
+
+        Retried through an election like any write; but an attempt whose ack was lost may
+        have landed, and the retry would then be refused as if another writer had come first.
+        So a refusal after a failed attempt looks at the key: holding exactly our bytes, it
+        is our own write.
+        """
+        attempts = 0
+
+        async def attempt() -> int | None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return await write()
+            except KeyWrongLastSequenceError:
+                if attempts > 1:
+                    try:
+                        current = await self.kv.get(key)
+                    except KeyNotFoundError:
+                        return None
+                    if current.value == body and current.revision is not None:
+                        return current.revision
+                return None
+
+        return await with_retries(attempt, KV_DEADLINE_S, f"write {key}")
 
     async def put(self, key: str, value: dict[str, Any]) -> int:
         body = json.dumps(value).encode()
