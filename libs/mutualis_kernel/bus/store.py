@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from mutualis_kernel.bus.publisher import stream_of
+from mutualis_kernel.bus.publisher import stream_of, with_retries
 from mutualis_kernel.events.envelope import Envelope, decode
 from mutualis_kernel.events.registry import Event, EventCatalog, catalog
 from mutualis_kernel.events.subjects import SubjectFilter
@@ -26,9 +28,13 @@ class History:
 
 
 class EventStore:
-    def __init__(self, js: JetStreamContext, known: EventCatalog = catalog) -> None:
+    def __init__(
+        self, js: JetStreamContext, known: EventCatalog = catalog, *, deadline_s: float = 15.0
+    ) -> None:
         self._js = js
         self._known = known
+        #: Each read waits out a leader election (4.5-7 s here) rather than fail.
+        self.deadline_s = deadline_s
 
     async def load(
         self, service: str, tenant: str, aggregate: str, aggregate_id: str
@@ -40,11 +46,12 @@ class EventStore:
         next_seq = 1
         version = 0
         while True:
-            try:
-                message = await self._js.get_msg(
-                    stream, seq=next_seq, subject=subject_filter, next=True
-                )
-            except NotFoundError:
+            message = await with_retries(
+                partial(self._next, stream, next_seq, subject_filter),
+                self.deadline_s,
+                f"history of {aggregate} {aggregate_id}",
+            )
+            if message is None:
                 break
             assert message.seq is not None
             assert message.subject is not None
@@ -60,3 +67,9 @@ class EventStore:
             version = message.seq
             next_seq = message.seq + 1
         return History(tuple(events), version)
+
+    async def _next(self, stream: str, seq: int, subject_filter: str) -> RawStreamMsg | None:
+        try:
+            return await self._js.get_msg(stream, seq=seq, subject=subject_filter, next=True)
+        except NotFoundError:
+            return None
