@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from mutualis_kernel.bus.errors import PublishTimeout
+from mutualis_kernel.bus.publisher import is_transient
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.health import ReadinessCheck, health_router
 from mutualis_kernel.telemetry import current_trace_ids, tracing_disabled
@@ -183,8 +184,10 @@ def _header(scope: Scope, name: str) -> str | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    response = JSONResponse(body, status_code=status)
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], *, headers: dict[str, str] | None = None
+) -> None:
+    response = JSONResponse(body, status_code=status, headers=headers)
     await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
@@ -274,6 +277,22 @@ class UnhandledErrors:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as error:
+            if is_transient(error) and not started:
+                # A JetStream call timed out through an election the code did not wait out:
+                # the service is briefly unavailable, not broken; say when to come back.
+                log.warning(
+                    "http.bus_unavailable", path=scope.get("path"), error=type(error).__name__
+                )
+                await _send_json(
+                    send,
+                    503,
+                    {
+                        "error": "unavailable",
+                        "detail": "the event bus is electing a leader; try again shortly",
+                    },
+                    headers={"Retry-After": str(PUBLISH_RETRY_AFTER_S)},
+                )
+                return
             span = trace.get_current_span()
             span.record_exception(error)
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))

@@ -23,6 +23,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from mutualis_kernel.bus.publisher import with_retries
+
 _DELETED = {"DEL", "PURGE"}
 
 
@@ -72,6 +74,7 @@ async def stream_messages(
     *,
     deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL,
     timeout: float = 10.0,
+    creation_deadline_s: float = 15.0,
 ) -> AsyncIterator[Msg]:
     """Every message of `stream` on `subject` stored when the call starts, in order, once.
 
@@ -84,17 +87,18 @@ async def stream_messages(
     subscription = await nc.subscribe(inbox)
     consumer: str | None = None
     try:
-        info = await js.add_consumer(
-            stream,
-            api.ConsumerConfig(
-                deliver_policy=deliver_policy,
-                ack_policy=api.AckPolicy.NONE,
-                deliver_subject=inbox,
-                filter_subject=subject,
-                inactive_threshold=timeout * 3,
-                mem_storage=True,
-                num_replicas=1,
-            ),
+        config = api.ConsumerConfig(
+            deliver_policy=deliver_policy,
+            ack_policy=api.AckPolicy.NONE,
+            deliver_subject=inbox,
+            filter_subject=subject,
+            inactive_threshold=timeout * 3,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        # Creating it waits out an election of the stream's leader (4.5-7 s here).
+        info = await with_retries(
+            lambda: js.add_consumer(stream, config), creation_deadline_s, f"read {stream}"
         )
         consumer = info.name
         remaining = info.num_pending or 0

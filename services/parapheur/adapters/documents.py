@@ -13,7 +13,11 @@ from nats.js.api import ObjectMeta
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from mutualis_kernel.bus.publisher import with_retries
 from parapheur.domain import errors
+
+#: A read waits out an election of the bucket's stream leader (4.5-7 s here).
+READ_DEADLINE_S = 15.0
 
 
 class DocumentMissing(errors.ParapheurError):
@@ -41,8 +45,16 @@ class ObjectStoreDocuments:
 
     async def get_into(self, name: str, target: BinaryIO) -> None:
         store = await self._bucket_handle()
-        try:
+        start = target.tell()
+
+        async def read() -> None:
+            # A read cut by an election starts again from the beginning of the target.
+            target.seek(start)
+            target.truncate()
             await store.get(name, writeinto=target)  # type: ignore[arg-type]
+
+        try:
+            await with_retries(read, READ_DEADLINE_S, f"document {name}")
         except ObjectNotFoundError:
             raise DocumentMissing(f"document {name} is not in the store") from None
 

@@ -89,6 +89,11 @@ def build_app(
     async def boom() -> None:
         raise RuntimeError("db password=hunter2 rejected")
 
+    @app.get("/v1/electing")
+    async def electing() -> None:
+        # What a JetStream call left unretried raises while a stream elects its leader.
+        await holder.nc.request("nobody.answers.here", b"", timeout=0.1)
+
     return app
 
 
@@ -356,3 +361,13 @@ def test_with_the_sdk_disabled_no_tracing_middleware_is_installed(
     monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
     app = create_app(title="traced", version="1", settings=KernelSettings(dev_mode=True))
     assert getattr(app, "_is_instrumented_by_opentelemetry", False)
+
+
+async def test_a_bus_call_timing_out_in_an_election_is_a_503_with_retry_after(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/v1/electing")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["error"] == "unavailable"
