@@ -130,3 +130,25 @@ async def _forget(js: JetStreamContext, stream: str, consumer: str | None) -> No
         return
     with contextlib.suppress(NotFoundError, NatsTimeoutError):
         await js.delete_consumer(stream, consumer)
+
+
+class PatientKeyValue:
+    """A KV bucket whose idempotent operations (get, put, delete) wait out an election.
+
+    Compare-and-set writes are not here: retried after a lost ack they would meet their own
+    write as a conflict, and each caller knows best how to recognise it.
+    """
+
+    def __init__(self, kv: KeyValue, *, deadline_s: float = 15.0) -> None:
+        self.kv = kv
+        self.deadline_s = deadline_s
+
+    async def get(self, key: str) -> KeyValue.Entry:
+        """The entry; `KeyNotFoundError` (not retried) when there is none."""
+        return await with_retries(lambda: self.kv.get(key), self.deadline_s, f"get {key}")
+
+    async def put(self, key: str, value: bytes) -> int:
+        return await with_retries(lambda: self.kv.put(key, value), self.deadline_s, f"put {key}")
+
+    async def delete(self, key: str) -> bool:
+        return await with_retries(lambda: self.kv.delete(key), self.deadline_s, f"delete {key}")

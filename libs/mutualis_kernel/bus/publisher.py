@@ -64,7 +64,9 @@ def is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, (asyncio.TimeoutError, nats.errors.ConnectionReconnectingError)):
         return True
-    return isinstance(error, APIError) and error.code is not None and error.code >= 500
+    # Some nats-py errors (KeyNotFoundError…) never set `code`: read it with care.
+    code = getattr(error, "code", None) if isinstance(error, APIError) else None
+    return isinstance(code, int) and code >= 500
 
 
 T = TypeVar("T")
@@ -291,9 +293,7 @@ class EventPublisher:
                     continue
                 ack = future.result()
                 stored.append(Stored(ack.stream, ack.seq, bool(ack.duplicate), envelope))
-                _published.add(
-                    1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant}
-                )
+                _published.add(1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant})
         return stored
 
     async def _publish_with_retries(

@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
 from archive.domain import record as record_rules
 from archive.domain.model import Record
 from archive.manifest import RECORDS
-from mutualis_kernel.bus.kv import current_entries
+from mutualis_kernel.bus.kv import PatientKeyValue, current_entries
 from mutualis_kernel.bus.store import EventStore
 
 
@@ -20,12 +19,12 @@ class RecordRepository:
     def __init__(self, js: JetStreamContext, store: EventStore) -> None:
         self._js = js
         self._store = store
-        self._kv: KeyValue | None = None
+        self._kv: PatientKeyValue | None = None
 
-    async def _projection(self) -> KeyValue:
+    async def _projection(self) -> PatientKeyValue:
         # Looked up once: `js.key_value()` asks for the bucket's stream info on every call.
         if self._kv is None:
-            self._kv = await self._js.key_value(RECORDS)
+            self._kv = PatientKeyValue(await self._js.key_value(RECORDS))
         return self._kv
 
     async def load(self, tenant: str, record_id: str) -> tuple[Record | None, int]:

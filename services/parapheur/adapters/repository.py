@@ -17,10 +17,9 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
 from mutualis_kernel.bus.errors import ConcurrencyConflict
-from mutualis_kernel.bus.kv import current_entries, current_keys
+from mutualis_kernel.bus.kv import PatientKeyValue, current_entries, current_keys
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.events import Envelope, Event
@@ -79,11 +78,11 @@ class _Bucket:
     def __init__(self, js: JetStreamContext, bucket: str) -> None:
         self._js = js
         self._bucket = bucket
-        self._kv: KeyValue | None = None
+        self._kv: PatientKeyValue | None = None
 
-    async def kv(self) -> KeyValue:
+    async def kv(self) -> PatientKeyValue:
         if self._kv is None:
-            self._kv = await self._js.key_value(self._bucket)
+            self._kv = PatientKeyValue(await self._js.key_value(self._bucket))
         return self._kv
 
 
