@@ -562,6 +562,22 @@ def longest_gap(
     return best, at
 
 
+def longest_wait(
+    records: list[JourneyRecord], start: float, end: float, *, beginning_before: float
+) -> tuple[float, float]:
+    """The longest any one journey waited for its next step, among waits that began in
+    [start, beginning_before): what a user of the platform saw, while other journeys that
+    did not touch the affected streams may have gone on."""
+    best, at = 0.0, start
+    for record in records:
+        previous = record.started_s
+        for t in [*record.steps, record.finished_s or end]:
+            if start <= previous < beginning_before and t - previous > best:
+                best, at = t - previous, previous
+            previous = t
+    return best, at
+
+
 async def run_drill(
     run_dir: Path,
     fault: Fault,
@@ -598,21 +614,21 @@ async def run_drill(
     records = workload.records
     steps = [t for r in records for t in r.steps]
     first_step = min(steps) if steps else 0.0
-    baseline, _ = longest_gap(steps, first_step, fault_at)
+    baseline, _ = longest_wait(records, first_step, fault_at, beginning_before=fault_at - 1.0)
     stall, stall_at = longest_gap(steps, fault_at, load_stopped_at)
     # The failover is what happens before the lost part comes back; afterwards its NATS node
     # and service instances restart on the same two cores as the survivors (not so with real
     # datacenters), which is reported apart.
     heal_starts_at = fault_at + down_for if fault.kind in _DOWN_FOR_FAULTS else load_stopped_at
-    failover_stall, failover_at = longest_gap(
-        steps, fault_at, load_stopped_at, beginning_before=heal_starts_at
+    longest, longest_from = longest_wait(
+        records, fault_at - 1.0, load_stopped_at, beginning_before=heal_starts_at
     )
     failed = [r for r in records if r.error]
     after_heal = [r for r in failed if r.started_s >= healed_at]
     rto_target = RTO_GRACEFUL_TARGET_S if fault.graceful else RTO_CRASH_TARGET_S
-    # A stall is measured against the workload's own pace before the fault: with a journey a
-    # second, steps complete a few hundred ms apart even when nothing is wrong.
-    excess = max(0.0, failover_stall - baseline)
+    # A stall is measured against the workload's own pace before the fault: the slowest step
+    # (a signature with its timestamp, an ingest) takes a second or more when nothing is wrong.
+    excess = max(0.0, longest - baseline)
     report: dict[str, Any] = {
         "fault": fault.label,
         "run_dir": str(run_dir),
@@ -640,11 +656,11 @@ async def run_drill(
             {"journey": r.index, "tenant": r.tenant, "dc": r.datacenter, "error": r.error}
             for r in failed
         ],
-        "failover_stall_s": round(failover_stall, 3),
-        "failover_stall_at_s": round(failover_at, 3),
+        "longest_wait_s": round(longest, 3),
+        "longest_wait_from_s": round(longest_from, 3),
         "longest_stall_s": round(stall, 3),
         "longest_stall_at_s": round(stall_at, 3),
-        "baseline_gap_s": round(baseline, 3),
+        "slowest_step_before_fault_s": round(baseline, 3),
         "rto_estimate_s": round(excess, 3),
         "catch_up_s": None if caught_up_s is None else round(caught_up_s, 3),
         "lagging_streams": lagging,
@@ -675,12 +691,12 @@ def print_report(report: dict[str, Any]) -> None:
         f"acknowledged but lost {len(report['acknowledged_but_lost'])}",
         f"duplicated effects    {len(dup['emails'])} emails, {len(dup['records'])} records, "
         f"{len(dup['signatures'])} signatures",
-        f"failover stall        {report['failover_stall_s']:.2f}s "
-        f"at {report['failover_stall_at_s']:.1f}s "
-        f"(baseline gap {report['baseline_gap_s']:.2f}s, RTO estimate "
+        f"longest wait          {report['longest_wait_s']:.2f}s for one step, "
+        f"from {report['longest_wait_from_s']:.1f}s (slowest step before the fault "
+        f"{report['slowest_step_before_fault_s']:.2f}s, RTO estimate "
         f"{report['rto_estimate_s']:.2f}s)",
-        f"longest stall         {report['longest_stall_s']:.2f}s "
-        f"at {report['longest_stall_at_s']:.1f}s (including the restart of what was lost)",
+        f"platform-wide stall   {report['longest_stall_s']:.2f}s with no step done, "
+        f"from {report['longest_stall_at_s']:.1f}s (heal included)",
         "catch-up after heal   "
         + (f"{report['catch_up_s']:.2f}s" if report["catch_up_s"] is not None else "NOT caught up"),
     ]
