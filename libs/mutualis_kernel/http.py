@@ -280,8 +280,12 @@ class UnhandledErrors:
             if is_transient(error) and not started:
                 # A JetStream call timed out through an election the code did not wait out:
                 # the service is briefly unavailable, not broken; say when to come back.
+                # With the traceback: it names the call that should have waited longer.
                 log.warning(
-                    "http.bus_unavailable", path=scope.get("path"), error=type(error).__name__
+                    "http.bus_unavailable",
+                    path=scope.get("path"),
+                    error=type(error).__name__,
+                    exc_info=error,
                 )
                 await _send_json(
                     send,

@@ -67,7 +67,6 @@ CONSUMERS = (
         service="archive",
         description="Ingests the final document of every completed parapheur folder.",
         batch=8,
-        ack_wait_s=120.0,
     ),
     ConsumerSpec(
         durable="archive-identity-erased",

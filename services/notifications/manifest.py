@@ -63,7 +63,6 @@ DELIVERIES = ConsumerSpec(
     # request also carry rate-limit delays, so they must not run out first.
     max_deliver=1000,
     backoff_s=(1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0),
-    ack_wait_s=90.0,
     batch=32,
     # A delivery mostly waits on an SMTP relay or SMS gateway: several at once, so one slow
     # relay or one tenant held by its rate limit does not hold up every other notification.

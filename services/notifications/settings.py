@@ -37,7 +37,7 @@ class NotificationsSettings(KernelSettings):
     #: How long a claimed attempt is presumed alive; past it, an entry still `sending` is
     #: resolved without a second send (see docs/notifications.md).
     sending_lease_s: float = 60.0
-    delivery_ack_wait_s: float = 90.0
+    delivery_ack_wait_s: float = 15.0
     rate_per_s: float = 50.0
     rate_burst: float = 100.0
     callback_timeout_s: float = 5.0

@@ -16,6 +16,7 @@ Operators replay a dead letter to `replay.<durable>`, which this consumer also r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -54,6 +55,35 @@ _dead_lettered = _meter.create_counter(
 _handler_duration = _meter.create_histogram(
     "mutualis.events.handler.duration", unit="s", description="Time spent in handlers"
 )
+
+
+class _KeepAlive:
+    """Tells the server a long handler is still at work (`+WPI`), every `interval` seconds.
+
+    So `ack_wait` can stay short: a message held by an instance that died or froze goes to
+    another one within `ack_wait`, however long a live instance may take (a 50 MiB ingest).
+    A timer, not a task, per message: most handlers finish long before the first tick.
+    """
+
+    def __init__(self, message: Msg, interval: float) -> None:
+        self._message = message
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(interval, self._fire)
+        self._task: asyncio.Task[None] | None = None
+
+    def _fire(self) -> None:
+        self._task = self._loop.create_task(self._touch())
+
+    async def _touch(self) -> None:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self._message.in_progress()
+        self._timer = self._loop.call_later(self._interval, self._fire)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _aggregate_key(subject: str) -> str:
@@ -245,6 +275,7 @@ class EventConsumer:
             ),
         ):
             started = time.perf_counter()
+            keep_alive = _KeepAlive(message, self.spec.ack_wait_s / 3)
             try:
                 await handler(envelope)
             except Unprocessable as error:
@@ -258,6 +289,7 @@ class EventConsumer:
                 await self._failed(message, subject, dict(headers), error, deliveries)
                 return
             finally:
+                keep_alive.stop()
                 _handler_duration.record(
                     time.perf_counter() - started, self._attributes_for(envelope.type)
                 )

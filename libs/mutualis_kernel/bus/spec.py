@@ -22,7 +22,9 @@ class ConsumerSpec:
     description: str
     max_deliver: int = 6
     backoff_s: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0, 30.0)
-    ack_wait_s: float = 30.0
+    #: Kept short: handlers still at work tell the server so (consumer.py, `_KeepAlive`), so
+    #: this only decides how soon the work of a dead or frozen instance moves elsewhere.
+    ack_wait_s: float = 15.0
     max_ack_pending: int = 1000
     batch: int = 64
     concurrency: int = 1

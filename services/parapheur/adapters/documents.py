@@ -16,7 +16,7 @@ from nats.js.object_store import ObjectStore
 from mutualis_kernel.bus.publisher import with_retries
 from parapheur.domain import errors
 
-#: A read waits out an election of the bucket's stream leader (4.5-7 s here).
+#: Reads and writes wait out an election of the bucket's stream leader (4.5-7 s here).
 READ_DEADLINE_S = 15.0
 
 
@@ -41,7 +41,15 @@ class ObjectStoreDocuments:
     async def put(self, name: str, source: BinaryIO, content_type: str) -> None:
         store = await self._bucket_handle()
         meta = ObjectMeta(name=name, description=content_type)
-        await store.put(name, source, meta=meta)  # type: ignore[arg-type]
+        start = source.tell()
+
+        async def write() -> None:
+            # Putting a name again replaces the object whole: an attempt cut by an election
+            # is simply made again from the start of the file.
+            source.seek(start)
+            await store.put(name, source, meta=meta)  # type: ignore[arg-type]
+
+        await with_retries(write, READ_DEADLINE_S, f"document {name}")
 
     async def get_into(self, name: str, target: BinaryIO) -> None:
         store = await self._bucket_handle()

@@ -452,3 +452,30 @@ async def test_a_concurrent_consumer_overlaps_aggregates_and_keeps_each_ones_ord
     await task
     assert most_in_flight == 4
     assert all(references == ["0", "1", "2"] for references in seen.values())
+
+
+async def test_a_handler_longer_than_ack_wait_is_not_redelivered_meanwhile(bus: Bus) -> None:
+    parcel = new_id()
+    deliveries = 0
+
+    async def slow(envelope: Envelope[Any]) -> None:
+        nonlocal deliveries
+        if envelope.aggregate_id != parcel:
+            return
+        deliveries += 1
+        await asyncio.sleep(3.5)  # more than three times the ack wait: kept alive meanwhile
+
+    spec = replace(
+        spec_for("keepalive"),
+        filter_subjects=(f"evt.demo.merignac.parcel.{parcel}.>",),
+        ack_wait_s=1.0,
+    )
+    stop, task = await run_consumer(bus, spec, slow)
+    await bus.publisher.publish(
+        ParcelRegistered(reference="slow", weight_kg=1), tenant="merignac", aggregate_id=parcel
+    )
+    await wait_for(lambda: _true(deliveries == 1))
+    await asyncio.sleep(4.5)
+    stop.set()
+    await task
+    assert deliveries == 1
