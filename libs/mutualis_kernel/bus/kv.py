@@ -6,9 +6,9 @@ longer counts messages in flight) and from the messages its callback has seen so
 the callback waits for the set-up to finish). A scan that stops at that `None` can then miss
 every entry — seen as a GDPR erasure that scrubbed nothing. `keys()` inherits the race.
 
-Here the count comes from the server when the consumer is created, before anything is
-delivered, so it is exact: an ephemeral consumer (last value per subject, no acks) pushes to
-an inbox that is read until that many messages have arrived.
+Here the count comes from the server when the consumer is created (what it holds pending plus
+what it already pushed), so it is exact: an ephemeral consumer (last value per subject, no
+acks) pushes to an inbox that is read until the last of them has arrived.
 """
 
 from __future__ import annotations
@@ -101,7 +101,10 @@ async def stream_messages(
             lambda: js.add_consumer(stream, config), creation_deadline_s, f"read {stream}"
         )
         consumer = info.name
-        remaining = info.num_pending or 0
+        # A push consumer starts delivering before its creation is answered, and the answer's
+        # `num_pending` leaves out what it already sent: count those back in.
+        delivered = info.delivered.consumer_seq if info.delivered else 0
+        remaining = (info.num_pending or 0) + (delivered or 0)
         while remaining > 0:
             try:
                 message = await subscription.next_msg(timeout=timeout)
