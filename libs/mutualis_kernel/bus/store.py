@@ -36,9 +36,7 @@ class EventStore:
         #: Each read waits out a leader election (4.5-7 s here) rather than fail.
         self.deadline_s = deadline_s
 
-    async def load(
-        self, service: str, tenant: str, aggregate: str, aggregate_id: str
-    ) -> History:
+    async def load(self, service: str, tenant: str, aggregate: str, aggregate_id: str) -> History:
         """Every event of one aggregate, read from the stream leader (never a stale replica)."""
         stream = stream_of(service)
         subject_filter = SubjectFilter.aggregate(service, tenant, aggregate, aggregate_id)

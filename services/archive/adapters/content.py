@@ -36,6 +36,7 @@ from nats.js.object_store import ObjectStore
 
 from archive.domain import formats
 from archive.domain.model import FormatInfo
+from mutualis_kernel.bus.publisher import with_retries
 
 CHUNK = 1024 * 1024
 #: Chunk size of the objects this service stores. nats-py's default is 128 KiB; its `put`
@@ -44,6 +45,8 @@ CHUNK = 1024 * 1024
 #: default). Objects stored earlier keep their 128 KiB chunks and read the same way.
 PUT_CHUNK = 1024 * 1024
 HEAD_BYTES = 8192
+#: Reads wait out an election of the content stream's leader (4.5-7 s here).
+READ_DEADLINE_S = 15.0
 _MARKER_OVERLAP = max(len(m) for m in formats.PDFA_MARKERS)
 
 
@@ -196,7 +199,9 @@ class ObjectReader:
         # that weighs on small objects and tells nothing the object's own info does not.
         store = ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
         try:
-            info = await store.get_info(name, show_deleted=True)
+            info = await with_retries(
+                lambda: store.get_info(name, show_deleted=True), READ_DEADLINE_S, f"info {name}"
+            )
         except ObjectNotFoundError:
             raise ContentMissing(f"object {name} is not in {bucket}") from None
         if info.deleted or not info.nuid:

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
@@ -31,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from archive.domain.journal import JournalEntry, Operation, SealStatement, next_entry
 from archive.domain.model import utcnow
 from archive.manifest import JOURNAL_IDS, JOURNAL_STREAM, journal_subject, seals_subject
+from mutualis_kernel.bus.kv import stream_messages
 from mutualis_kernel.bus.publisher import WRONG_LAST_SEQUENCE, is_transient
 
 MSG_ID = "Nats-Msg-Id"
@@ -183,20 +181,10 @@ class JetStreamJournal:
     async def _read_messages(
         self, subject: str
     ) -> AsyncIterator[tuple[int, bytes, dict[str, str]]]:
-        _, last_seq, _ = await self._last(subject)
-        if last_seq == 0:
-            return
-        subscription = await self._js.subscribe(
-            subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-        )
-        try:
-            async for message in subscription.messages:
-                yield message.metadata.sequence.stream, message.data, dict(message.headers or {})
-                if message.metadata.num_pending == 0:
-                    break
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+        # The kernel's reader: an exact count from the server, and consumer creation that
+        # waits out an election (a verify during a failover must not fail).
+        async for message in stream_messages(self._js, JOURNAL_STREAM, subject):
+            yield message.metadata.sequence.stream, message.data, dict(message.headers or {})
 
     # -- seals ---------------------------------------------------------------------------------
 
