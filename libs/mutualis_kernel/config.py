@@ -67,6 +67,15 @@ class KernelSettings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description=(
+            "How long an idle client connection stays open. Longer than the balancer's (60 s "
+            "for most): a server closing first races the balancer's next request on it, which "
+            "then fails without an answer."
+        ),
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     drain_timeout_s: float = 10.0

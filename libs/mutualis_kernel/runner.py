@@ -115,6 +115,7 @@ async def serve(settings: KernelSettings, manifest: ServiceManifest, wire: Wire)
                 port=settings.http_port,
                 log_config=None,
                 access_log=False,
+                timeout_keep_alive=settings.http_keep_alive_s,
                 timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
             )
         )

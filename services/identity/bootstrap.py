@@ -110,6 +110,7 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
         log_level="warning",
         log_config=None,  # the kernel's structlog configuration formats uvicorn's logs
         lifespan="off",
+        timeout_keep_alive=identity.settings.http_keep_alive_s,
     )
     server = uvicorn.Server(config)
     stop = asyncio.Event()
