@@ -85,43 +85,34 @@ def _stream_names(resources: Resources) -> list[str]:
     return names
 
 
-def _own_stream_api(stream: str) -> list[str]:
+def _read_only_stream_api(stream: str) -> list[str]:
+    """Reading a stream: its info, messages, and ephemeral consumers (an object's chunks)."""
     api = "$JS.API"
     return [
         f"{api}.STREAM.INFO.{stream}",
-        f"{api}.STREAM.CREATE.{stream}",
-        f"{api}.STREAM.UPDATE.{stream}",
-        f"{api}.STREAM.PURGE.{stream}",
         f"{api}.STREAM.MSG.GET.{stream}",
-        f"{api}.STREAM.MSG.DELETE.{stream}",
         f"{api}.DIRECT.GET.{stream}",
         f"{api}.DIRECT.GET.{stream}.>",
         f"{api}.CONSUMER.CREATE.{stream}",
         f"{api}.CONSUMER.CREATE.{stream}.>",
-        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.>",
         f"{api}.CONSUMER.INFO.{stream}.>",
         f"{api}.CONSUMER.DELETE.{stream}.>",
         f"{api}.CONSUMER.MSG.NEXT.{stream}.>",
-        f"$JS.ACK.{stream}.>",
         f"$JS.FC.{stream}.>",
     ]
 
 
-def _read_only_stream_api(stream: str) -> list[str]:
+def _own_stream_api(stream: str) -> list[str]:
+    """Reading it, and creating, updating and trimming it, with durable consumers."""
     api = "$JS.API"
     return [
-        f"{api}.STREAM.INFO.{stream}",
-        f"{api}.STREAM.NAMES",
-        f"{api}.STREAM.MSG.GET.{stream}",
-        f"{api}.DIRECT.GET.{stream}",
-        f"{api}.DIRECT.GET.{stream}.>",
-        # Reading an object is an ephemeral ordered consumer of its chunks.
-        f"{api}.CONSUMER.CREATE.{stream}",
-        f"{api}.CONSUMER.CREATE.{stream}.>",
-        f"{api}.CONSUMER.INFO.{stream}.>",
-        f"{api}.CONSUMER.DELETE.{stream}.>",
-        f"{api}.CONSUMER.MSG.NEXT.{stream}.>",
-        f"$JS.FC.{stream}.>",
+        *_read_only_stream_api(stream),
+        f"{api}.STREAM.CREATE.{stream}",
+        f"{api}.STREAM.UPDATE.{stream}",
+        f"{api}.STREAM.PURGE.{stream}",
+        f"{api}.STREAM.MSG.DELETE.{stream}",
+        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.>",
+        f"$JS.ACK.{stream}.>",
     ]
 
 
@@ -150,7 +141,7 @@ def service_permissions(manifest: ServiceManifest) -> tuple[tuple[str, ...], tup
         publish.append(f"$KV.{kv.bucket}.>")
     for obj in resources.object_stores:
         publish.append(f"$O.{obj.bucket}.>")
-    if resources.object_stores:
+    if resources.object_stores or manifest.reads_object_stores:
         # nats-py's object `get` looks its stream up by subject (names only, no contents).
         publish.append("$JS.API.STREAM.NAMES")
     for bucket in manifest.reads_object_stores:
