@@ -9,6 +9,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from mutualis_kernel.bus.connection import connect
+from mutualis_kernel.bus.publisher import with_retries
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.runtime.tls import ensure_dev_tls
 from mutualis_kernel.testing.fixtures import ClusterFactory
@@ -26,7 +27,9 @@ async def test_a_tls_cluster_replicates_over_mutual_tls_routes(
     js = nc.jetstream()
     info = await js.add_stream(StreamConfig(name="SECRET", subjects=["secret.>"], num_replicas=3))
     assert len(info.cluster.replicas or []) == 2  # the routes carry the replication
-    await js.publish("secret.one", b"payload")
+    # A fresh R3 stream answers once its leader is elected: give it the publisher's patience.
+    ack = await with_retries(lambda: js.publish("secret.one", b"payload"), 15, "publish")
+    assert ack.stream == "SECRET"
     await nc.close()
 
     assert all(url.startswith("tls://") for url in cluster.client_urls)
