@@ -11,8 +11,8 @@ schemathesis generates a bounded, derandomized set of requests (the same ones on
   answer 5xx.
 
 Every request carries a token of the victim tenant holding every role at the substantial
-level, so the fuzz gets past authorization into the handlers. Known failures are listed in
-`KNOWN_FAILURES` and checked strictly: a known failure that stops failing fails the test.
+level, so the fuzz gets past authorization into the handlers. There is no list of known
+failures: every operation must pass.
 """
 
 from __future__ import annotations
@@ -53,9 +53,6 @@ SKIPPED = {
 #: message}]}` on purpose (no rejected input echoed). Until the kernel's app factory
 #: documents its own shape, 422 bodies are checked for "no 5xx" only.
 UNDOCUMENTED_STATUSES = (422,)
-
-#: "service: operation" -> why it still fails. Checked strictly, like `xfail(strict=True)`.
-KNOWN_FAILURES: dict[str, str] = {}
 
 
 def cases_for(operation: APIOperation, mode: GenerationMode, **fixed: Any) -> list[Case]:
@@ -166,8 +163,4 @@ async def test_no_operation_answers_5xx_or_violates_its_schema(service: UnderTes
         found = await failures_of(service, operation)
         if found:
             failing[f"{service.name}: {operation.label}"] = found
-    known = {key for key in KNOWN_FAILURES if key.startswith(f"{service.name}: ")}
-    unexpected = {key: found for key, found in failing.items() if key not in known}
-    fixed = known - failing.keys()
-    assert not unexpected, json.dumps(unexpected, indent=1, ensure_ascii=False)
-    assert not fixed, f"known failures that now pass, remove them from KNOWN_FAILURES: {fixed}"
+    assert not failing, json.dumps(failing, indent=1, ensure_ascii=False)

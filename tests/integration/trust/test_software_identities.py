@@ -3,8 +3,6 @@
 from io import BytesIO
 from pathlib import Path
 
-import pytest
-
 from mutualis_trust.identities import SoftwareIdentities
 from mutualis_trust.pades import sign_pdf, validate_pdf
 from mutualis_trust.pkcs11 import software_fallback_allowed
@@ -51,4 +49,3 @@ async def test_software_keys_sign_a_seal_and_an_agent_signature_that_validate(
     identities.agent_signer("pessac", "Pessac", "u-1", "Agent de test")
     assert sorted(p.name for p in identities.key_dir.iterdir()) == key_files
     assert (identities.key_dir / key_files[0]).stat().st_mode & 0o077 == 0
-    pytest.importorskip("pyhanko")
