@@ -43,16 +43,14 @@ import httpx
 from bench.harness import latency_summary_ms, ratio
 from mutualis_cli.demo import platform_urls
 from mutualis_cli.journey.scenario import Journey, JourneyResult, PlatformUrls, people
+from mutualis_cli.ports import free_up_options
 from mutualis_cli.rundir import load_state
 from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.otlp import OtlpReceiver
-from mutualis_kernel.testing.ports import free_port_block
 from mutualis_trust.testing import minimal_pdf
 from notifications.devsinks import list_mail
 
 IN_FLIGHT = 3
-#: tsa (base+317) and sinks (base+24, +25) are placed from the service port base.
-SERVICE_PORT_SPAN = 320
 
 
 class TimedJourney(Journey):
@@ -110,14 +108,7 @@ def platform(run_dir: Path, env: dict[str, str]) -> Iterator[PlatformUrls]:
             "--detach",
             "--run-dir",
             str(run_dir),
-            "--nats-port",
-            str(free_port_block(3)),
-            "--nats-monitor-port",
-            str(free_port_block(3)),
-            "--nats-cluster-port",
-            str(free_port_block(3)),
-            "--port-base-services",
-            str(free_port_block(SERVICE_PORT_SPAN)),
+            *free_up_options(),
             env=env,
         )
         state = load_state(run_dir)

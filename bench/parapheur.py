@@ -25,15 +25,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +45,11 @@ from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.streams import apply_resources
 from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.issuer import TestIssuer
-from mutualis_kernel.testing.ports import free_port_block
 from mutualis_trust.identities import SigningIdentities
 from mutualis_trust.pades import http_timestamper, sign_pdf
 from mutualis_trust.pkcs11 import SoftHsm, Token
 from mutualis_trust.pki import DevPki
-from mutualis_trust.testing import minimal_pdf
+from mutualis_trust.testing import minimal_pdf, running_tsa
 from parapheur.adapters.signing import TrustSigner
 from parapheur.bootstrap import wire
 from parapheur.manifest import MANIFEST
@@ -69,37 +63,6 @@ CIRCUIT = {
     "name": "Signature (bench)",
     "steps": [{"kind": "signature", "actors": [{"kind": "user", "id": SIGNATORY}]}],
 }
-
-
-@contextmanager
-def dev_tsa(pki: DevPki) -> Iterator[str]:
-    """`python -m mutualis_trust.tsa` on a free port, as `mutualis_trust.testing` starts it."""
-    port = free_port_block(1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mutualis_trust.tsa", "--dir", str(pki.dir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ},
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the dev TSA did not start")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/tsa"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class EventWatch:
@@ -236,7 +199,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
         work_dir = tmp / "work"
         work_dir.mkdir()
         try:
-            with dev_tsa(pki) as tsa_url:
+            with running_tsa(pki) as tsa_url:
                 signer = TrustSigner(identities, default_tenants(), tsa_url=tsa_url, level="B-T")
                 with three_datacenters() as cluster:
                     issuer = TestIssuer()

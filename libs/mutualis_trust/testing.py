@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -86,15 +87,9 @@ class TrustEnv:
     tsa_url: str
 
 
-@pytest.fixture(scope="session")
-def trust_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustEnv]:
-    if not softhsm_available():
-        pytest.skip(SOFTHSM_MISSING)
-    if shutil.which("openssl") is None:
-        pytest.skip("install openssl (make installs it when run as root)")
-    root = tmp_path_factory.mktemp("trust")
-    pki = DevPki.create(root / "pki")
-    token = SoftHsm.provision(root / "hsm", "mutualis-test", "1234", "12345678")
+@contextmanager
+def running_tsa(pki: DevPki) -> Iterator[str]:
+    """`python -m mutualis_trust.tsa` on a free loopback port until the block exits: its URL."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mutualis_trust.tsa", "--dir", str(pki.dir), "--port", str(port)],
@@ -102,7 +97,6 @@ def trust_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustEnv]:
         stderr=subprocess.PIPE,
         env={**os.environ},
     )
-    url = f"http://127.0.0.1:{port}/tsa"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -115,7 +109,7 @@ def trust_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustEnv]:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"dev TSA did not start: {err[-2000:]}")
             time.sleep(0.1)
-        yield TrustEnv(pki=pki, token=token, tsa_url=url)
+        yield f"http://127.0.0.1:{port}/tsa"
     finally:
         proc.terminate()
         try:
@@ -123,3 +117,16 @@ def trust_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustEnv]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def trust_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustEnv]:
+    if not softhsm_available():
+        pytest.skip(SOFTHSM_MISSING)
+    if shutil.which("openssl") is None:
+        pytest.skip("install openssl (make installs it when run as root)")
+    root = tmp_path_factory.mktemp("trust")
+    pki = DevPki.create(root / "pki")
+    token = SoftHsm.provision(root / "hsm", "mutualis-test", "1234", "12345678")
+    with running_tsa(pki) as url:
+        yield TrustEnv(pki=pki, token=token, tsa_url=url)

@@ -18,12 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from mutualis_cli.ports import free_up_options
 from mutualis_kernel.bus.errors import PublishTimeout
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.http import create_app
-from mutualis_kernel.testing.ports import free_port_block
-
-SERVICE_PORT_SPAN = 320  # tsa and sinks are placed up to base+317
 
 
 def _cli(run_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -38,18 +36,8 @@ def _cli(run_dir: Path, *args: str, timeout: float = 300) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def ha_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     run_dir = tmp_path_factory.mktemp("drills") / "run"
-    ports = [
-        "--nats-port",
-        str(free_port_block(3)),
-        "--nats-monitor-port",
-        str(free_port_block(3)),
-        "--nats-cluster-port",
-        str(free_port_block(3)),
-        "--port-base-services",
-        str(free_port_block(SERVICE_PORT_SPAN)),
-    ]
     try:
-        started = _cli(run_dir, "up", "--ha", "--detach", *ports)
+        started = _cli(run_dir, "up", "--ha", "--detach", *free_up_options())
         assert started.returncode == 0, started.stdout + started.stderr
         yield run_dir
     finally:

@@ -18,12 +18,9 @@ import pytest
 
 from mutualis_cli.demo import platform_urls
 from mutualis_cli.journey.scenario import PlatformUrls
+from mutualis_cli.ports import free_up_options
 from mutualis_cli.rundir import RunState, load_state
 from mutualis_kernel.testing.otlp import OtlpReceiver
-from mutualis_kernel.testing.ports import free_port_block
-
-# tsa (base+317) and sinks (base+24, +25) are placed from the service port base.
-SERVICE_PORT_SPAN = 320
 
 
 @dataclass
@@ -69,14 +66,7 @@ def running_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
         "--detach",
         "--run-dir",
         str(run_dir),
-        "--nats-port",
-        str(free_port_block(3)),
-        "--nats-monitor-port",
-        str(free_port_block(3)),
-        "--nats-cluster-port",
-        str(free_port_block(3)),
-        "--port-base-services",
-        str(free_port_block(SERVICE_PORT_SPAN)),
+        *free_up_options(),
     ]
     with receiver.running():
         started = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)

@@ -24,14 +24,12 @@ from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, credentials
 from mutualis_cli.demo import platform_urls
 from mutualis_cli.journey.login import browser_login
 from mutualis_cli.journey.scenario import Journey, PlatformUrls
+from mutualis_cli.ports import free_up_options
 from mutualis_cli.rundir import load_state
 from mutualis_cli.wiring import DEV_KEY_ENCRYPTION_SECRET, DEV_TOKEN_PIN, DEV_TOKEN_SO_PIN
-from mutualis_kernel.testing.ports import free_port_block
 
 pytestmark = pytest.mark.slow
 
-# tsa (base+317) and sinks (base+24, +25) are placed from the service port base.
-SERVICE_PORT_SPAN = 320
 TENANT = "bordeaux"
 #: A wrong secret a caller might send: a failed authentication must not log it either.
 WRONG_SECRET = "not-the-secret-5f0c9d1e7a"
@@ -47,15 +45,7 @@ class Platform:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     run_dir = tmp_path_factory.mktemp("platform") / "run"
     cli = [sys.executable, "-m", "mutualis_cli.main"]
-    ports = {
-        "--nats-port": free_port_block(3),
-        "--nats-monitor-port": free_port_block(3),
-        "--nats-cluster-port": free_port_block(3),
-        "--port-base-services": free_port_block(SERVICE_PORT_SPAN),
-    }
-    args = [*cli, "up", "--detach", "--run-dir", str(run_dir)]
-    for flag, port in ports.items():
-        args += [flag, str(port)]
+    args = [*cli, "up", "--detach", "--run-dir", str(run_dir), *free_up_options()]
     started = subprocess.run(args, capture_output=True, text=True, timeout=300)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
