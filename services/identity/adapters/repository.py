@@ -25,6 +25,7 @@ from identity import manifest
 from identity.domain.errors import AlreadyExists, NotFound
 from identity.domain.model import Client, User
 from identity.domain.security import secret_digest
+from mutualis_kernel.bus.kv import PatientKeyValue
 from mutualis_kernel.bus.publisher import with_retries
 
 #: Reads and writes wait out a JetStream election (4.5-7 s) rather than fail; past this the
@@ -45,21 +46,18 @@ class Bucket:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self._patient = PatientKeyValue(kv, deadline_s=KV_DEADLINE_S)
 
     async def get(self, key: str) -> tuple[dict[str, Any], int] | None:
-        async def read() -> KeyValue.Entry | None:
-            # Caught here: nats-py's KeyNotFoundError lacks the `code` the retry policy reads.
-            try:
-                return await self.kv.get(key)
-            except KeyNotFoundError:
-                return None
-            except InvalidKeyError:
-                # A key NATS refuses (an id from a URL with odd characters) names nothing
-                # that could have been stored: not found, rather than a 500.
-                return None
-
-        entry = await with_retries(read, KV_DEADLINE_S, f"get {key}")
-        if entry is None or entry.value is None:
+        try:
+            entry = await self._patient.get(key)
+        except KeyNotFoundError:
+            return None
+        except InvalidKeyError:
+            # A key NATS refuses (an id from a URL with odd characters) names nothing that
+            # could have been stored: not found, rather than a 500.
+            return None
+        if entry.value is None:
             return None
         return json.loads(entry.value), entry.revision or 0
 
@@ -109,11 +107,10 @@ class Bucket:
         return await with_retries(attempt, KV_DEADLINE_S, f"write {key}")
 
     async def put(self, key: str, value: dict[str, Any]) -> int:
-        body = json.dumps(value).encode()
-        return await with_retries(lambda: self.kv.put(key, body), KV_DEADLINE_S, f"put {key}")
+        return await self._patient.put(key, json.dumps(value).encode())
 
     async def delete(self, key: str) -> None:
-        await with_retries(lambda: self.kv.delete(key), KV_DEADLINE_S, f"delete {key}")
+        await self._patient.delete(key)
 
     async def get_model(self, key: str, model: type[M]) -> tuple[M, int] | None:
         found = await self.get(key)
