@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from nats.js.errors import APIError
 from rich.console import Console
 
 from mutualis_cli import deadletters, platform, status, tail
@@ -159,7 +160,15 @@ def up(
         fail(str(error), 2)
     except (platform.AlreadyRunning, StateUnreadable) as error:
         fail(str(error))
-    except (ServiceNotReady, ClusterNotReady, TimeoutError, NoTarget, StreamUpdateRefused) as error:
+    except (
+        ServiceNotReady,
+        ClusterNotReady,
+        TimeoutError,
+        NoTarget,
+        StreamUpdateRefused,
+        APIError,
+    ) as error:
+        # APIError's str names the JetStream error code and description (its repr is empty).
         fail(f"start failed, everything stopped: {error}")
     except KeyboardInterrupt:
         fail("interrupted; everything started was stopped", 130)
@@ -261,7 +270,7 @@ def streams_apply(
         )
     try:
         report = asyncio.run(apply_platform_resources(urls, installed_manifests(), replicas))
-    except (NoTarget, StreamUpdateRefused) as error:
+    except (NoTarget, StreamUpdateRefused, APIError) as error:
         fail(str(error))
     for line in report_lines(report):
         console.print(line)

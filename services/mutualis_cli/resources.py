@@ -6,15 +6,16 @@ it every time and `mutualis streams apply` can run it by hand after an upgrade.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-
-import nats.errors
-import nats.js.errors
 
 from mutualis_cli.target import connect
 from mutualis_kernel.service import ServiceManifest
-from mutualis_kernel.streams import KERNEL_RESOURCES, ApplyReport, Resources, apply_resources
+from mutualis_kernel.streams import (
+    KERNEL_RESOURCES,
+    ApplyReport,
+    Resources,
+    apply_resources_patiently,
+)
 
 
 def platform_resources(manifests: Sequence[ServiceManifest]) -> list[Resources]:
@@ -28,22 +29,19 @@ async def apply_platform_resources(
     *,
     patience_s: float = 90.0,
 ) -> ApplyReport:
-    """Apply, retrying while the cluster is still recovering its streams.
+    """Apply, retrying while the cluster is still settling (the kernel's patient apply).
 
-    A cluster restarted on existing data elects its meta leader within a second but takes
-    longer to recover every stream and consumer; JetStream API calls time out meanwhile.
+    A cluster just started (or restarted on existing data) elects its meta leader within a
+    second but may not yet place a stream on every datacenter, or recover every stream.
     """
     nc = await connect(urls)
-    deadline = asyncio.get_running_loop().time() + patience_s
     try:
-        js = nc.jetstream(timeout=10.0)
-        while True:
-            try:
-                return await apply_resources(js, platform_resources(manifests), replicas=replicas)
-            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(1.0)
+        return await apply_resources_patiently(
+            nc.jetstream(timeout=10.0),
+            platform_resources(manifests),
+            replicas,
+            patience_s=patience_s,
+        )
     finally:
         await nc.close()
 
