@@ -192,8 +192,8 @@ def _channel(info: EventTypeInfo) -> dict[str, Any]:
         "address": subject_pattern(info, "{tenant}", "{aggregateId}"),
         "title": f"{info.service} {info.event_name}",
         "description": (
-            f"Every `{info.event_name}` event of a {info.aggregate} of the {info.service} "
-            f"service, in the `{info.service.upper()}_EVENTS` stream."
+            f"Every `{info.event_name}` event of the {info.service} service's "
+            f"`{info.aggregate}` aggregates, in the `{info.service.upper()}_EVENTS` stream."
         ),
         "messages": {},
         "parameters": {

@@ -90,7 +90,14 @@ class ClientRegistered(Event):
     roles: tuple[str, ...] = ()
 
 
-@domain_event("identity", "login.succeeded", aggregate="user")
+#: Security facts (logins, refresh-token reuse) form their own aggregate, keyed by the user id:
+#: they record what happened and change nothing in the account, so they must not move the
+#: account's version (an administrator's change would conflict with every login) nor cost
+#: the projector a write per login.
+SECURITY = "security"
+
+
+@domain_event("identity", "login.succeeded", aggregate=SECURITY)
 class LoginSucceeded(Event):
     """Security event: a person authenticated (no address or credential in the payload)."""
 
@@ -101,7 +108,7 @@ class LoginSucceeded(Event):
     client_id: str | None = None
 
 
-@domain_event("identity", "login.failed", aggregate="user")
+@domain_event("identity", "login.failed", aggregate=SECURITY)
 class LoginFailed(Event):
     """Security event: a login attempt failed. `user_id` is `unknown` (tenant: the
     metropolis) when the identifier matches no account."""
@@ -111,7 +118,7 @@ class LoginFailed(Event):
     reason: Literal["bad_credentials", "bad_otp", "throttled", "disabled"]
 
 
-@domain_event("identity", "refresh.reused", aggregate="user")
+@domain_event("identity", "refresh.reused", aggregate=SECURITY)
 class RefreshReused(Event):
     """Security event: a used refresh token was presented again; its family was revoked."""
 
