@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -160,6 +161,17 @@ def _closing(lag: ConsumerLag) -> Callable[[], Awaitable[None]]:
     return close
 
 
+def run_main(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service process's main coroutine on uvloop (libuv), the platform's event loop.
+
+    A service is I/O-bound: many small NATS replies and HTTP requests per unit of work, so
+    the loop's own cost shows (bench/identity measured a fifth less event-loop CPU per
+    request than with asyncio's selector loop). Tests keep asyncio's loop; the behaviour
+    they check is the same on both.
+    """
+    uvloop.run(main)
+
+
 def run(settings: KernelSettings, manifest: ServiceManifest, wire: Wire) -> None:
     """`python -m <service>` ends here."""
-    asyncio.run(serve(settings, manifest, wire))
+    run_main(serve(settings, manifest, wire))

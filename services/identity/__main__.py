@@ -1,8 +1,7 @@
 """`python -m identity`: run the identity service."""
 
-import asyncio
-
 from identity.bootstrap import run
+from mutualis_kernel.runner import run_main
 
 if __name__ == "__main__":
-    asyncio.run(run())
+    run_main(run())
