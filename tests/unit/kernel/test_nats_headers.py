@@ -1,7 +1,10 @@
 """The header parser the bus installs into nats-py gives exactly what nats-py's own gives."""
 
+from email.parser import BytesParser
+
 import pytest
 from nats.aio.client import Client
+from nats.js.manager import JetStreamManager
 
 from mutualis_kernel.bus import nats_headers
 
@@ -33,3 +36,18 @@ def test_importing_the_bus_installs_it() -> None:
     import mutualis_kernel.bus  # noqa: F401 - the import is the point
 
     assert Client._parse_header_lines is nats_headers.parse_header_lines
+
+
+KV_WRITE = b"Nats-Expected-Last-Subject-Sequence: 41\r\n\r\n"
+KV_DELETE = b"KV-Operation: DEL\r\nNats-Expected-Last-Subject-Sequence: 7\r\n\r\n"
+
+
+@pytest.mark.parametrize("raw", [CLOUDEVENT, KV_WRITE, KV_DELETE, b"\r\n"])
+def test_stored_message_headers_parse_as_the_email_parser_did(raw: bytes) -> None:
+    expected = dict(BytesParser().parsebytes(raw).items())
+
+    assert dict(nats_headers.StoredHeaderParser().parsebytes(raw).items()) == expected
+
+
+def test_nats_py_reads_stored_headers_with_the_fast_parser() -> None:
+    assert isinstance(JetStreamManager(Client())._hdr_parser, nats_headers.StoredHeaderParser)

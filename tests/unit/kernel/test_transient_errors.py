@@ -4,7 +4,8 @@ import nats.errors
 import pytest
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ServiceUnavailableError
 
-from mutualis_kernel.bus.publisher import is_transient
+from mutualis_kernel.bus.errors import PublishTimeout
+from mutualis_kernel.bus.publisher import is_transient, with_retries
 
 
 @pytest.mark.parametrize(
@@ -18,3 +19,40 @@ def test_elections_and_reconnects_are_transient(error: Exception) -> None:
 @pytest.mark.parametrize("error", [KeyNotFoundError(), KeyWrongLastSequenceError(), ValueError()])
 def test_answers_are_not_even_when_nats_py_left_out_their_code(error: Exception) -> None:
     assert not is_transient(error)
+
+
+class Flaky:
+    """An operation that fails with `errors` in turn, then answers."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "stored"
+
+
+async def test_a_retry_outlives_transient_errors() -> None:
+    flaky = Flaky(nats.errors.TimeoutError(), ServiceUnavailableError())
+
+    assert await with_retries(flaky, 5.0, "an event") == "stored"
+    assert flaky.calls == 3
+
+
+async def test_an_answer_is_raised_at_once_not_retried() -> None:
+    flaky = Flaky(KeyWrongLastSequenceError())
+
+    with pytest.raises(KeyWrongLastSequenceError):
+        await with_retries(flaky, 5.0, "an event")
+    assert flaky.calls == 1
+
+
+async def test_past_the_deadline_the_last_error_is_named() -> None:
+    flaky = Flaky(*[nats.errors.TimeoutError() for _ in range(1000)])
+
+    with pytest.raises(PublishTimeout, match=r"an event not stored within 0\.3s"):
+        await with_retries(flaky, 0.3, "an event")
+    assert 1 < flaky.calls < 1000
