@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 
@@ -28,6 +30,26 @@ class QuietTlsClose(logging.Filter):
 logging.getLogger("asyncio").addFilter(QuietTlsClose())
 
 
+def abandon_requests_in_flight(client: NATS) -> int:
+    """Fail at once the requests whose connection was lost; returns how many.
+
+    nats-py leaves them waiting for their whole timeout (seconds) although their answer, if
+    any, went to the connection that is gone. Failed as "reconnecting", a transient error,
+    they are sent again by the kernel's retries as soon as the client has reconnected (the
+    retries are idempotent: event ids, compare-and-set revisions). A graceful restart of the
+    node a service talks to then costs that service a reconnect, not a request timeout.
+    """
+    pending = getattr(client, "_resp_map", None)  # nats-py's futures for new-style requests
+    if not isinstance(pending, dict):
+        return 0
+    abandoned = 0
+    for future in list(pending.values()):
+        if isinstance(future, asyncio.Future) and not future.done():
+            future.set_exception(nats.errors.ConnectionReconnectingError())
+            abandoned += 1
+    return abandoned
+
+
 async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
     """A NATS connection that survives a datacenter loss.
 
@@ -40,7 +62,8 @@ async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
         log.warning("nats.error", error=str(error) or type(error).__name__)
 
     async def on_disconnected() -> None:
-        log.warning("nats.disconnected")
+        abandoned = abandon_requests_in_flight(client)
+        log.warning("nats.disconnected", requests_abandoned=abandoned)
 
     async def on_reconnected() -> None:
         url = client.connected_url
