@@ -15,7 +15,11 @@ let in-flight journeys finish, then check the invariants against what the platfo
 every completed journey's folder events in PARAPHEUR_EVENTS and its record in ARCHIVE_EVENTS
 (acknowledged but lost), one signature per folder step, one record ingestion per folder, one
 email per (recipient, subject, folder) in the dev mail sink (duplicated side effects).
-Targets from issue 8 are reported as met or not, never enforced: the exit code is 1 only when
+Besides each journey's longest wait between two steps, the balancer times every request: the
+slowest one sent during the fault, judged against the slowest answer to the same operation
+before it, is what a client saw of the fault request by request (a journey's steps also hold
+its own pauses, such as waiting for the next TOTP code). Targets from issue 8 are reported as
+met or not, never enforced: the exit code is 1 only when
 an invariant breaks (loss or duplicate).
 
 Every fault except `--kill-service` needs `mutualis up --ha` (one instance per service per
@@ -29,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -75,12 +80,39 @@ class DrillRefused(RuntimeError):
 
 
 # -- the load balancer the workload talks through -------------------------------------------
+#: (when it was sent, monotonic; seconds until its answer's headers; its operation)
+RequestTimer = Callable[[float, float, str], None]
+_TENANT_SLUGS = frozenset(default_tenants().slugs)
+_API_VERSION = re.compile(r"v\d+")
+
+
+def operation_of(request: httpx.Request) -> str:
+    """`POST /v1/folders/{id}/steps/{id}/sign`: the request with its ids and tenant taken out,
+    so requests of different journeys compare."""
+    segments = [
+        "{tenant}"
+        if part in _TENANT_SLUGS
+        else "{id}"
+        if any(c.isdigit() for c in part) and not _API_VERSION.fullmatch(part)
+        else part
+        for part in request.url.path.split("/")
+    ]
+    return f"{request.method} {'/'.join(segments)}"
+
+
 class Balancer(httpx.AsyncBaseTransport):
     """Sends a request to the journey's datacenter, or the next live one when refused."""
 
-    def __init__(self, state: RunState, preferred: str, down: set[str]) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        preferred: str,
+        down: set[str],
+        on_request: RequestTimer | None = None,
+    ) -> None:
         self._inner = httpx.AsyncHTTPTransport()
         self._down = down
+        self._on_request = on_request
         order = [preferred] + [dc for dc in state.topology.datacenters if dc != preferred]
         by_name: dict[str, dict[str, int]] = {}
         for service in state.services:
@@ -101,13 +133,18 @@ class Balancer(httpx.AsyncBaseTransport):
             candidates[0][2]
         ]
         error: httpx.ConnectError | None = None
+        sent = time.monotonic()
         for port in live:
             # The Host header keeps the address the client asked for, as behind a balancer.
             request.url = request.url.copy_with(port=port)
             try:
-                return await self._inner.handle_async_request(request)
+                response = await self._inner.handle_async_request(request)
             except httpx.ConnectError as refused:
                 error = refused
+                continue
+            if self._on_request is not None:
+                self._on_request(sent, time.monotonic() - sent, operation_of(request))
+            return response
         assert error is not None
         raise error
 
@@ -137,6 +174,20 @@ class JourneyRecord:
     record_id: str = ""
     error: str = ""
     steps: list[float] = field(default_factory=list)
+    step_names: list[str] = field(default_factory=list)
+
+    def reached(self, at_s: float, step: str) -> None:
+        self.steps.append(at_s)
+        self.step_names.append(step)
+
+
+@dataclass(frozen=True)
+class TimedRequest:
+    """One request a journey sent through the balancer, and how long its answer took."""
+
+    at_s: float
+    seconds: float
+    operation: str
 
 
 @dataclass
@@ -148,6 +199,7 @@ class Workload:
     t0: float = field(default_factory=time.monotonic)
     down: set[str] = field(default_factory=set)
     records: list[JourneyRecord] = field(default_factory=list)
+    requests: list[TimedRequest] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -179,13 +231,16 @@ class Workload:
                 await asyncio.wait_for(self._stop.wait(), 1 / self.rate)
 
     async def _one(self, record: JourneyRecord, pdf: bytes) -> None:
-        balancer = Balancer(self.state, record.datacenter, self.down)
+        def timed(sent: float, seconds: float, operation: str) -> None:
+            self.requests.append(TimedRequest(sent - self.t0, seconds, operation))
+
+        balancer = Balancer(self.state, record.datacenter, self.down, on_request=timed)
         journey_type = balanced_journey(balancer)
         journey = journey_type(
             self.urls,
             record.tenant,
             out_dir=self.out_dir,
-            on_step=lambda _: record.steps.append(self.now()),
+            on_step=lambda step: record.reached(self.now(), step),
             timeout_s=90,
         )
         try:
@@ -562,20 +617,46 @@ def longest_gap(
     return best, at
 
 
+def slowest_request(
+    requests: list[TimedRequest], fault_at: float, *, beginning_before: float
+) -> tuple[float, TimedRequest | None]:
+    """The request, sent in [fault_at - 1, beginning_before), that took longest beyond the
+    slowest answer to the same operation before the fault: (that excess, the request).
+
+    What a client of the platform saw of the fault, request by request; a journey's steps
+    also hold pauses of the journey's own (waiting for the next TOTP code).
+    """
+    before: dict[str, float] = {}
+    for request in requests:
+        if request.at_s < fault_at - 1.0:
+            before[request.operation] = max(before.get(request.operation, 0.0), request.seconds)
+    usual = max(before.values(), default=0.0)
+    worst, found = 0.0, None
+    for request in requests:
+        if fault_at - 1.0 <= request.at_s < beginning_before:
+            excess = request.seconds - before.get(request.operation, usual)
+            if found is None or excess > worst:
+                worst, found = excess, request
+    return max(0.0, worst), found
+
+
 def longest_wait(
     records: list[JourneyRecord], start: float, end: float, *, beginning_before: float
-) -> tuple[float, float]:
+) -> tuple[float, float, str]:
     """The longest any one journey waited for its next step, among waits that began in
     [start, beginning_before): what a user of the platform saw, while other journeys that
-    did not touch the affected streams may have gone on."""
-    best, at = 0.0, start
+    did not touch the affected streams may have gone on. Returns (seconds, when the wait
+    began, the step it waited for)."""
+    best, at, waited_for = 0.0, start, ""
     for record in records:
         previous = record.started_s
-        for t in [*record.steps, record.finished_s or end]:
+        names = [*record.step_names, *[""] * len(record.steps)][: len(record.steps)]
+        ends = [*record.steps, record.finished_s or end]
+        for t, name in zip(ends, [*names, "the end"], strict=True):
             if start <= previous < beginning_before and t - previous > best:
-                best, at = t - previous, previous
+                best, at, waited_for = t - previous, previous, name
             previous = t
-    return best, at
+    return best, at, waited_for
 
 
 async def run_drill(
@@ -614,14 +695,17 @@ async def run_drill(
     records = workload.records
     steps = [t for r in records for t in r.steps]
     first_step = min(steps) if steps else 0.0
-    baseline, _ = longest_wait(records, first_step, fault_at, beginning_before=fault_at - 1.0)
+    baseline, _, _ = longest_wait(records, first_step, fault_at, beginning_before=fault_at - 1.0)
     stall, stall_at = longest_gap(steps, fault_at, load_stopped_at)
     # The failover is what happens before the lost part comes back; afterwards its NATS node
     # and service instances restart on the same two cores as the survivors (not so with real
     # datacenters), which is reported apart.
     heal_starts_at = fault_at + down_for if fault.kind in _DOWN_FOR_FAULTS else load_stopped_at
-    longest, longest_from = longest_wait(
+    longest, longest_from, longest_step = longest_wait(
         records, fault_at - 1.0, load_stopped_at, beginning_before=heal_starts_at
+    )
+    request_excess, slowest = slowest_request(
+        workload.requests, fault_at, beginning_before=heal_starts_at
     )
     failed = [r for r in records if r.error]
     after_heal = [r for r in failed if r.started_s >= healed_at]
@@ -658,10 +742,20 @@ async def run_drill(
         ],
         "longest_wait_s": round(longest, 3),
         "longest_wait_from_s": round(longest_from, 3),
+        "longest_wait_for_step": longest_step,
         "longest_stall_s": round(stall, 3),
         "longest_stall_at_s": round(stall_at, 3),
         "slowest_step_before_fault_s": round(baseline, 3),
         "rto_estimate_s": round(excess, 3),
+        "requests_timed": len(workload.requests),
+        "slowest_request": None
+        if slowest is None
+        else {
+            "operation": slowest.operation,
+            "at_s": round(slowest.at_s, 3),
+            "seconds": round(slowest.seconds, 3),
+            "beyond_same_operation_before_fault_s": round(request_excess, 3),
+        },
         "catch_up_s": None if caught_up_s is None else round(caught_up_s, 3),
         "lagging_streams": lagging,
         "timeline": timeline.events,
@@ -673,6 +767,7 @@ async def run_drill(
         "rpo_0": not report["acknowledged_but_lost"],
         "no_duplicate_side_effects": not any(report["duplicates"].values()),
         f"rto_le_{rto_target:g}s": excess <= rto_target,
+        f"request_rto_le_{rto_target:g}s": request_excess <= rto_target,
         "catch_up_le_10s": caught_up_s is not None and caught_up_s <= CATCH_UP_TARGET_S,
         **({"zero_client_errors": not failed} if fault.graceful else {}),
     }
@@ -691,10 +786,19 @@ def print_report(report: dict[str, Any]) -> None:
         f"acknowledged but lost {len(report['acknowledged_but_lost'])}",
         f"duplicated effects    {len(dup['emails'])} emails, {len(dup['records'])} records, "
         f"{len(dup['signatures'])} signatures",
-        f"longest wait          {report['longest_wait_s']:.2f}s for one step, "
+        f"longest wait          {report['longest_wait_s']:.2f}s for one step "
+        f"({report['longest_wait_for_step'] or '?'}), "
         f"from {report['longest_wait_from_s']:.1f}s (slowest step before the fault "
         f"{report['slowest_step_before_fault_s']:.2f}s, RTO estimate "
         f"{report['rto_estimate_s']:.2f}s)",
+        "slowest request       "
+        + (
+            f"{slow['operation']} {slow['seconds']:.2f}s at {slow['at_s']:.1f}s, "
+            f"{slow['beyond_same_operation_before_fault_s']:.2f}s beyond the same operation "
+            "before the fault"
+            if (slow := report["slowest_request"])
+            else "none"
+        ),
         f"platform-wide stall   {report['longest_stall_s']:.2f}s with no step done, "
         f"from {report['longest_stall_at_s']:.1f}s (heal included)",
         "catch-up after heal   "

@@ -71,6 +71,8 @@ class NatsNode:
         return self.process is not None and self.process.poll() is None
 
     def check_ports(self) -> None:
+        if self.spec.netns is not None:
+            return  # its own network: nothing else listens there, and the host cannot bind it
         ports = [
             (self.spec.client_port, "NATS client", "--nats-port"),
             (self.spec.monitor_port, "NATS monitoring", "--nats-monitor-port"),
@@ -89,8 +91,10 @@ class NatsNode:
         self.spec.store_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text)
         log = self.log_path.open("ab")
+        # `ip netns exec` enters the namespace and execs the server: the pid is the server's.
+        in_namespace = ["ip", "netns", "exec", self.spec.netns] if self.spec.netns else []
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(self.config_path)],
+            [*in_namespace, nats_server_binary(), "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

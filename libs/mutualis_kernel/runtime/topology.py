@@ -23,6 +23,8 @@ class NodeSpec:
     store_dir: Path
 
     tls: bool = False
+    #: The network namespace the node runs in (`ip netns exec`), None for the host's network.
+    netns: str | None = None
 
     @property
     def client_url(self) -> str:
@@ -56,19 +58,26 @@ class Topology:
     tls: TlsFiles | None = None
     #: When set, every client must authenticate with an nkey and gets only its permissions.
     security: NatsSecurity | None = None
+    #: Datacenters whose nodes run in a network namespace of their own, with the address they
+    #: listen on there: (datacenter, namespace, address). Lets a test cut a datacenter's
+    #: network for real (a partition) rather than stop its processes.
+    namespaces: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
         specs = []
         index = 0
+        placed = {dc: (namespace, address) for dc, namespace, address in self.namespaces}
         for dc in self.datacenters:
+            netns, host = placed.get(dc, (None, self.host))
             for n in range(self.nodes_per_datacenter):
                 name = f"{dc}-n{n + 1}"
                 specs.append(
                     NodeSpec(
                         name=name,
                         datacenter=dc,
-                        host=self.host,
+                        host=host,
+                        netns=netns,
                         client_port=self.client_port_base + index,
                         monitor_port=self.monitor_port_base + index,
                         cluster_port=self.cluster_port_base + index,

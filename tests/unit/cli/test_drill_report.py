@@ -1,6 +1,15 @@
 """How a drill turns step completion times into its stall figures."""
 
-from mutualis_cli.drill import JourneyRecord, longest_gap, longest_wait
+import httpx
+
+from mutualis_cli.drill import (
+    JourneyRecord,
+    TimedRequest,
+    longest_gap,
+    longest_wait,
+    operation_of,
+    slowest_request,
+)
 
 
 def test_the_longest_gap_is_measured_between_completions_and_the_window_ends() -> None:
@@ -18,5 +27,30 @@ def test_the_longest_wait_is_one_journeys_longest_step_begun_before_the_heal() -
     quick = JourneyRecord(0, "pessac", "dc1", started_s=0.0, finished_s=4.0, steps=[1, 2, 3, 4])
     stuck = JourneyRecord(1, "bordeaux", "dc3", started_s=9.0, finished_s=20.0, steps=[10, 17])
 
-    assert longest_wait([quick, stuck], 9.5, 30.0, beginning_before=15.0) == (7.0, 10)
-    assert longest_wait([quick, stuck], 0.0, 30.0, beginning_before=5.0) == (1.0, 0.0)
+    stuck.step_names = ["logged in", "submitted"]
+
+    assert longest_wait([quick, stuck], 9.5, 30.0, beginning_before=15.0) == (7.0, 10, "submitted")
+    assert longest_wait([quick, stuck], 0.0, 30.0, beginning_before=5.0) == (1.0, 0.0, "")
+
+
+def test_requests_of_different_journeys_and_tenants_are_one_operation() -> None:
+    signing = httpx.Request("POST", "http://127.0.0.1:8801/v1/folders/01J9Z4/steps/1/sign")
+    records = httpx.Request("GET", "http://127.0.0.1:8803/v1/archive/pessac/records/r-42?x=1")
+
+    assert operation_of(signing) == "POST /v1/folders/{id}/steps/{id}/sign"
+    assert operation_of(records) == "GET /v1/archive/{tenant}/records/{id}"
+
+
+def test_a_request_during_the_fault_is_judged_against_the_same_operation_before_it() -> None:
+    requests = [
+        TimedRequest(1.0, 1.2, "POST /sign"),  # a signature is slow when all is well
+        TimedRequest(2.0, 0.1, "GET /folder"),
+        TimedRequest(10.5, 1.5, "POST /sign"),  # 0.3 s beyond the usual signature
+        TimedRequest(11.0, 0.9, "GET /folder"),  # 0.8 s beyond the usual read: the worst
+        TimedRequest(30.0, 5.0, "GET /folder"),  # during the heal: not the failover's
+    ]
+
+    excess, request = slowest_request(requests, 10.0, beginning_before=20.0)
+
+    assert round(excess, 3) == 0.8
+    assert request == requests[3]
