@@ -249,6 +249,9 @@ class Workload:
         except (JourneyFailed, LoginFailed, httpx.HTTPError) as error:
             record.folder_id = journey.result.folder_id
             record.error = f"{type(error).__name__}: {error}"[:300]
+        except Exception as error:  # noqa: BLE001 - a journey never ends unaccounted for
+            record.folder_id = journey.result.folder_id
+            record.error = f"unexpected {type(error).__name__}: {error!r}"[:300]
         finally:
             record.finished_s = self.now()
             await balancer.aclose()

@@ -30,14 +30,26 @@ class QuietTlsClose(logging.Filter):
 logging.getLogger("asyncio").addFilter(QuietTlsClose())
 
 
+class RequestAbandoned(nats.errors.TimeoutError):
+    """A request whose connection dropped before its answer came: no answer will come.
+
+    A timeout that did not wait: code that handles a request timing out (retry, or accept
+    that the outcome is unknown) handles this the same way, only sooner.
+    """
+
+    def __str__(self) -> str:
+        return "nats: request abandoned, its connection was lost"
+
+
 def abandon_requests_in_flight(client: NATS) -> int:
     """Fail at once the requests whose connection was lost; returns how many.
 
     nats-py leaves them waiting for their whole timeout (seconds) although their answer, if
-    any, went to the connection that is gone. Failed as "reconnecting", a transient error,
-    they are sent again by the kernel's retries as soon as the client has reconnected (the
-    retries are idempotent: event ids, compare-and-set revisions). A graceful restart of the
-    node a service talks to then costs that service a reconnect, not a request timeout.
+    any, went to the connection that is gone. Failed as `RequestAbandoned` (a timeout, so
+    transient), they are sent again by the kernel's retries as soon as the client has
+    reconnected (the retries are idempotent: event ids, compare-and-set revisions). A
+    graceful restart of the node a service talks to then costs that service a reconnect,
+    not a request timeout.
     """
     pending = getattr(client, "_resp_map", None)  # nats-py's futures for new-style requests
     if not isinstance(pending, dict):
@@ -45,7 +57,7 @@ def abandon_requests_in_flight(client: NATS) -> int:
     abandoned = 0
     for future in list(pending.values()):
         if isinstance(future, asyncio.Future) and not future.done():
-            future.set_exception(nats.errors.ConnectionReconnectingError())
+            future.set_exception(RequestAbandoned())
             abandoned += 1
     return abandoned
 

@@ -23,7 +23,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from mutualis_kernel.bus.publisher import with_retries
+from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, with_retries
 
 _DELETED = {"DEL", "PURGE"}
 
@@ -142,16 +142,34 @@ class PatientKeyValue:
     write as a conflict, and each caller knows best how to recognise it.
     """
 
-    def __init__(self, kv: KeyValue, *, deadline_s: float = 15.0) -> None:
+    def __init__(
+        self, kv: KeyValue, *, deadline_s: float = 15.0, attempt_s: float = PATIENT_ATTEMPT_S
+    ) -> None:
         self.kv = kv
         self.deadline_s = deadline_s
+        self.attempt_s = attempt_s
 
     async def get(self, key: str) -> KeyValue.Entry:
         """The entry; `KeyNotFoundError` (not retried) when there is none."""
-        return await with_retries(lambda: self.kv.get(key), self.deadline_s, f"get {key}")
+        return await with_retries(
+            lambda: self.kv.get(key),
+            self.deadline_s,
+            f"get {key}",
+            attempt_timeout_s=self.attempt_s,
+        )
 
     async def put(self, key: str, value: bytes) -> int:
-        return await with_retries(lambda: self.kv.put(key, value), self.deadline_s, f"put {key}")
+        return await with_retries(
+            lambda: self.kv.put(key, value),
+            self.deadline_s,
+            f"put {key}",
+            attempt_timeout_s=self.attempt_s,
+        )
 
     async def delete(self, key: str) -> bool:
-        return await with_retries(lambda: self.kv.delete(key), self.deadline_s, f"delete {key}")
+        return await with_retries(
+            lambda: self.kv.delete(key),
+            self.deadline_s,
+            f"delete {key}",
+            attempt_timeout_s=self.attempt_s,
+        )

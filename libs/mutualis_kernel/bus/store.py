@@ -9,7 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from mutualis_kernel.bus.publisher import stream_of, with_retries
+from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, stream_of, with_retries
 from mutualis_kernel.events.envelope import Envelope, decode
 from mutualis_kernel.events.registry import Event, EventCatalog, catalog
 from mutualis_kernel.events.subjects import SubjectFilter
@@ -48,6 +48,7 @@ class EventStore:
                 partial(self._next, stream, next_seq, subject_filter),
                 self.deadline_s,
                 f"history of {aggregate} {aggregate_id}",
+                attempt_timeout_s=PATIENT_ATTEMPT_S,
             )
             if message is None:
                 break

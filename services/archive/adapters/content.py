@@ -36,7 +36,7 @@ from nats.js.object_store import ObjectStore
 
 from archive.domain import formats
 from archive.domain.model import FormatInfo
-from mutualis_kernel.bus.publisher import with_retries
+from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, with_retries
 
 CHUNK = 1024 * 1024
 #: Chunk size of the objects this service stores. nats-py's default is 128 KiB; its `put`
@@ -200,7 +200,10 @@ class ObjectReader:
         store = ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
         try:
             info = await with_retries(
-                lambda: store.get_info(name, show_deleted=True), READ_DEADLINE_S, f"info {name}"
+                lambda: store.get_info(name, show_deleted=True),
+                READ_DEADLINE_S,
+                f"info {name}",
+                attempt_timeout_s=PATIENT_ATTEMPT_S,
             )
         except ObjectNotFoundError:
             raise ContentMissing(f"object {name} is not in {bucket}") from None

@@ -26,7 +26,7 @@ from identity.domain.errors import AlreadyExists, NotFound
 from identity.domain.model import Client, User
 from identity.domain.security import secret_digest
 from mutualis_kernel.bus.kv import PatientKeyValue
-from mutualis_kernel.bus.publisher import with_retries
+from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, with_retries
 
 #: Reads and writes wait out a JetStream election (4.5-7 s) rather than fail; past this the
 #: kernel answers 503 + Retry-After. A compare-and-set write retried after a lost ack
@@ -104,7 +104,9 @@ class Bucket:
                         return current.revision
                 return None
 
-        return await with_retries(attempt, KV_DEADLINE_S, f"write {key}")
+        return await with_retries(
+            attempt, KV_DEADLINE_S, f"write {key}", attempt_timeout_s=PATIENT_ATTEMPT_S
+        )
 
     async def put(self, key: str, value: dict[str, Any]) -> int:
         return await self._patient.put(key, json.dumps(value).encode())

@@ -1,5 +1,7 @@
 """Which NATS errors a retry outlives: elections and reconnects, not answers."""
 
+import asyncio
+
 import nats.errors
 import pytest
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ServiceUnavailableError
@@ -56,3 +58,19 @@ async def test_past_the_deadline_the_last_error_is_named() -> None:
     with pytest.raises(PublishTimeout, match=r"an event not stored within 0\.3s"):
         await with_retries(flaky, 0.3, "an event")
     assert 1 < flaky.calls < 1000
+
+
+async def test_an_attempt_never_answered_is_dropped_and_sent_again() -> None:
+    calls = 0
+
+    async def first_lost_then_answered() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(3600)  # sent to a leader that died: no answer will come
+        return "stored"
+
+    assert await with_retries(first_lost_then_answered, 5.0, "a read", attempt_timeout_s=0.1) == (
+        "stored"
+    )
+    assert calls == 2
