@@ -95,7 +95,10 @@ async def wire(
     assert isinstance(settings, ParapheurSettings)
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if signer is None:
-        signer, close_token = trust_signer(settings)
+        # Off the event loop's thread: SoftHSM (OpenSSL backend) leaves errors in the OpenSSL
+        # error queue of the thread that initialises it, and Python's ssl takes a stale error
+        # there for a failure of the next TLS read on that thread — the NATS connection's.
+        signer, close_token = await asyncio.to_thread(trust_signer, settings)
 
         async def close() -> None:
             close_token()

@@ -54,11 +54,17 @@ def abandon_requests_in_flight(client: NATS) -> int:
     pending = getattr(client, "_resp_map", None)  # nats-py's futures for new-style requests
     if not isinstance(pending, dict):
         return 0
+    # A request still in nats-py's outgoing buffer was never sent: nats-py sends it once
+    # reconnected, and its answer comes to the same inbox. Only the sent ones are lost.
+    unsent = b"".join(getattr(client, "_pending", None) or [])
     abandoned = 0
-    for future in list(pending.values()):
-        if isinstance(future, asyncio.Future) and not future.done():
-            future.set_exception(RequestAbandoned())
-            abandoned += 1
+    for token, future in list(pending.items()):
+        if not isinstance(future, asyncio.Future) or future.done():
+            continue
+        if isinstance(token, str) and token.encode() in unsent:
+            continue
+        future.set_exception(RequestAbandoned())
+        abandoned += 1
     return abandoned
 
 
