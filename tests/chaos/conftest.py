@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import nats
@@ -113,16 +114,23 @@ class ChaosBus:
         return ids
 
 
-@pytest.fixture
-async def chaos_bus(fresh_cluster: LocalCluster) -> AsyncIterator[ChaosBus]:
+@asynccontextmanager
+async def chaos_bus_on(cluster: LocalCluster) -> AsyncIterator[ChaosBus]:
+    """The demo events stream on `cluster`, published to from dc1 through the kernel."""
     # The kernel's own connection: local datacenter first, pings that reveal a frozen node.
-    nc = await connect(KernelSettings(dev_mode=True, nats_urls=fresh_cluster.urls_for("dc1")))
+    nc = await connect(KernelSettings(dev_mode=True, nats_urls=cluster.urls_for("dc1")))
     js = nc.jetstream()
     await apply_resources_patiently(
         js, KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "chaos"),)), 3
     )
     publisher = EventPublisher(js, source_service="demo", datacenter="dc1", deadline_s=30)
     try:
-        yield ChaosBus(fresh_cluster, nc, js, publisher)
+        yield ChaosBus(cluster, nc, js, publisher)
     finally:
         await nc.close()
+
+
+@pytest.fixture
+async def chaos_bus(fresh_cluster: LocalCluster) -> AsyncIterator[ChaosBus]:
+    async with chaos_bus_on(fresh_cluster) as bus:
+        yield bus

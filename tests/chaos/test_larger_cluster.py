@@ -15,18 +15,9 @@ from typing import TypeVar
 import nats.errors
 import pytest
 
-from mutualis_kernel.bus.connection import connect
-from mutualis_kernel.bus.publisher import EventPublisher
-from mutualis_kernel.config import KernelSettings
-from mutualis_kernel.streams import (
-    KERNEL_RESOURCES,
-    Resources,
-    apply_resources_patiently,
-    events_stream,
-)
 from mutualis_kernel.testing.fixtures import ClusterFactory
 
-from .conftest import ChaosBus
+from .conftest import ChaosBus, chaos_bus_on
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +27,8 @@ T = TypeVar("T")
 
 @pytest.fixture
 async def wide_bus(cluster_factory: ClusterFactory) -> AsyncIterator[ChaosBus]:
-    cluster = cluster_factory(nodes_per_datacenter=2)
-    nc = await connect(KernelSettings(dev_mode=True, nats_urls=cluster.urls_for("dc1")))
-    js = nc.jetstream()
-    await apply_resources_patiently(
-        js, KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "chaos"),)), 3
-    )
-    publisher = EventPublisher(js, source_service="demo", datacenter="dc1", deadline_s=30)
-    try:
-        yield ChaosBus(cluster, nc, js, publisher)
-    finally:
-        await nc.close()
+    async with chaos_bus_on(cluster_factory(nodes_per_datacenter=2)) as bus:
+        yield bus
 
 
 async def replica_nodes(bus: ChaosBus) -> list[str]:

@@ -17,21 +17,13 @@ import nats.errors
 import pytest
 from nats.js.errors import APIError
 
-from mutualis_kernel.bus.connection import connect
 from mutualis_kernel.bus.errors import PublishTimeout
 from mutualis_kernel.bus.publisher import EventPublisher
-from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS, Topology
-from mutualis_kernel.streams import (
-    KERNEL_RESOURCES,
-    Resources,
-    apply_resources_patiently,
-    events_stream,
-)
 from mutualis_kernel.testing.demo_events import ParcelRegistered
 
-from .conftest import ChaosBus
+from .conftest import ChaosBus, chaos_bus_on
 from .netns import DatacenterNetworks, NamespacesUnavailable, available
 
 pytestmark = pytest.mark.slow
@@ -65,16 +57,8 @@ async def partitionable(
     cluster = LocalCluster(topology)
     cluster.start()
     try:
-        nc = await connect(KernelSettings(dev_mode=True, nats_urls=cluster.urls_for("dc1")))
-        js = nc.jetstream()
-        await apply_resources_patiently(
-            js, KERNEL_RESOURCES + Resources(streams=(events_stream("demo", "partition"),)), 3
-        )
-        publisher = EventPublisher(js, source_service="demo", datacenter="dc1", deadline_s=30)
-        try:
-            yield ChaosBus(cluster, nc, js, publisher), networks
-        finally:
-            await nc.close()
+        async with chaos_bus_on(cluster) as bus:
+            yield bus, networks
     finally:
         cluster.stop()
 
