@@ -46,6 +46,10 @@ from mutualis_kernel.tenants import TenantDirectory, UnknownTenant, default_tena
 #: "wrong last sequence": 10071 when checked against the stored stream, 10164 when a
 #: clustered leader refuses a proposal racing another one for the same subject.
 WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
+#: "duplicate message id is in process": an earlier attempt with the same `Nats-Msg-Id` is
+#: still being proposed (its answer was lost, typically while the leader has no quorum). Its
+#: outcome is unknown yet; asking again later gets either the duplicate ack or a clean retry.
+MESSAGE_ID_IN_PROCESS = 10158
 
 _tracer = trace.get_tracer("mutualis_kernel")
 _meter = metrics.get_meter("mutualis_kernel")
@@ -66,7 +70,11 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, (asyncio.TimeoutError, nats.errors.ConnectionReconnectingError)):
         return True
     # Some nats-py errors (KeyNotFoundError…) never set `code`: read it with care.
-    code = getattr(error, "code", None) if isinstance(error, APIError) else None
+    if not isinstance(error, APIError):
+        return False
+    if getattr(error, "err_code", None) == MESSAGE_ID_IN_PROCESS:
+        return True
+    code = getattr(error, "code", None)
     return isinstance(code, int) and code >= 500
 
 

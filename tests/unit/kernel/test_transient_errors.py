@@ -4,7 +4,12 @@ import asyncio
 
 import nats.errors
 import pytest
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ServiceUnavailableError
+from nats.js.errors import (
+    APIError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    ServiceUnavailableError,
+)
 
 from mutualis_kernel.bus.errors import PublishTimeout
 from mutualis_kernel.bus.publisher import is_transient, with_retries
@@ -12,7 +17,13 @@ from mutualis_kernel.bus.publisher import is_transient, with_retries
 
 @pytest.mark.parametrize(
     "error",
-    [nats.errors.TimeoutError(), nats.errors.NoRespondersError(), ServiceUnavailableError()],
+    [
+        nats.errors.TimeoutError(),
+        nats.errors.NoRespondersError(),
+        ServiceUnavailableError(),
+        # A retried publish whose first attempt is still being proposed (a partitioned leader).
+        APIError(code=409, err_code=10158, description="duplicate message id is in process"),
+    ],
 )
 def test_elections_and_reconnects_are_transient(error: Exception) -> None:
     assert is_transient(error)
