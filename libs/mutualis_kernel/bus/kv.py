@@ -14,6 +14,7 @@ acks) pushes to an inbox that is read until the last of them has arrived.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -88,6 +89,9 @@ async def stream_messages(
     consumer: str | None = None
     try:
         config = api.ConsumerConfig(
+            # Named, so that creating it again after an unanswered attempt is the same
+            # consumer, not a second one pushing the same messages to our inbox.
+            name=f"read_{uuid.uuid4().hex}",
             deliver_policy=deliver_policy,
             ack_policy=api.AckPolicy.NONE,
             deliver_subject=inbox,
@@ -98,7 +102,10 @@ async def stream_messages(
         )
         # Creating it waits out an election of the stream's leader (4.5-7 s here).
         info = await with_retries(
-            lambda: js.add_consumer(stream, config), creation_deadline_s, f"read {stream}"
+            lambda: js.add_consumer(stream, config),
+            creation_deadline_s,
+            f"read {stream}",
+            attempt_timeout_s=PATIENT_ATTEMPT_S,
         )
         consumer = info.name
         # A push consumer starts delivering before its creation is answered, and the answer's

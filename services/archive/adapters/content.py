@@ -36,7 +36,7 @@ from nats.js.object_store import ObjectStore
 
 from archive.domain import formats
 from archive.domain.model import FormatInfo
-from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, with_retries
+from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, attempt_limit, with_retries
 
 CHUNK = 1024 * 1024
 #: Chunk size of the objects this service stores. nats-py's default is 128 KiB; its `put`
@@ -138,7 +138,6 @@ FETCH_BYTES = 8 * 1024 * 1024
 READ_ATTEMPTS = 6
 # A stream leader re-election takes 4.5-6.8 s here (FACTS.md): the backoff spans more than that.
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
-_FETCH_TIMEOUT_S = 5.0
 # Backstop for a consumer whose delete request was lost (the reader crashed, the link dropped).
 _CONSUMER_IDLE_S = 30.0
 _TRANSIENT = (
@@ -243,7 +242,12 @@ class ObjectReader:
         failures = 0
         while self.chunks < expected_chunks:
             try:
-                fetches = self._fetch_from(last_seq, expected_chunks - self.chunks)
+                # A consumer or a fetch lost with a server that stopped is never answered:
+                # the first attempt gives up soon (a graceful restart then costs a reader
+                # about PATIENT_ATTEMPT_S), later ones wait longer (a server only slow).
+                fetches = self._fetch_from(
+                    last_seq, expected_chunks - self.chunks, attempt_limit(failures + 1)
+                )
                 async with contextlib.aclosing(fetches) as received:
                     async for seq, pending, batch in received:
                         last_seq = seq
@@ -288,8 +292,12 @@ class ObjectReader:
             )
 
     async def _fetch_from(
-        self, last_seq: int, remaining: int
+        self, last_seq: int, remaining: int, limit_s: float
     ) -> AsyncGenerator[tuple[int, int, list[bytes]], None]:
+        """Chunks after `last_seq`; each call to the server may wait `limit_s` for an answer.
+
+        A fetch that got part of its batch when `limit_s` ran out returns that part.
+        """
         stream = f"OBJ_{self.bucket}"
         subject = f"$O.{self.bucket}.C.{self.info.nuid}"
         name = f"read_{uuid.uuid4().hex}"
@@ -303,13 +311,11 @@ class ObjectReader:
             num_replicas=1,
             inactive_threshold=_CONSUMER_IDLE_S,
         )
-        await self._js.add_consumer(stream, config=config)
+        await self._js.add_consumer(stream, config=config, timeout=limit_s)
         subscription = await self._js.pull_subscribe_bind(consumer=name, stream=stream)
         try:
             while remaining > 0:
-                messages = await subscription.fetch(
-                    min(self._batch, remaining), timeout=_FETCH_TIMEOUT_S
-                )
+                messages = await subscription.fetch(min(self._batch, remaining), timeout=limit_s)
                 remaining -= len(messages)
                 meta = messages[-1].metadata
                 yield meta.sequence.stream, meta.num_pending, [m.data for m in messages]

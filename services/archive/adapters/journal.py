@@ -20,7 +20,6 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanContext
 from pydantic import BaseModel, ConfigDict
@@ -28,10 +27,19 @@ from pydantic import BaseModel, ConfigDict
 from archive.domain.journal import JournalEntry, Operation, SealStatement, next_entry
 from archive.domain.model import utcnow
 from archive.manifest import JOURNAL_IDS, JOURNAL_STREAM, journal_subject, seals_subject
-from mutualis_kernel.bus.kv import stream_messages
-from mutualis_kernel.bus.publisher import WRONG_LAST_SEQUENCE, is_transient
+from mutualis_kernel.bus.kv import PatientKeyValue, stream_messages
+from mutualis_kernel.bus.publisher import (
+    PATIENT_ATTEMPT_S,
+    WRONG_LAST_SEQUENCE,
+    attempt_limit,
+    is_transient,
+    with_retries,
+)
 
 MSG_ID = "Nats-Msg-Id"
+#: How long a journal read or write waits out a leader election (4.5-7 s here) before the
+#: request fails with 503.
+JOURNAL_DEADLINE_S = 15.0
 
 
 class Seal(BaseModel):
@@ -64,20 +72,34 @@ class JetStreamJournal:
     def __init__(self, js: JetStreamContext, *, attempts: int = 50) -> None:
         self._js = js
         self._attempts = attempts
-        self._ids: KeyValue | None = None
+        self._ids: PatientKeyValue | None = None
 
-    async def _index(self) -> KeyValue:
+    async def _index(self) -> PatientKeyValue:
         # Looked up once: `js.key_value()` asks for the bucket's stream info on every call.
         if self._ids is None:
-            self._ids = await self._js.key_value(JOURNAL_IDS)
+            self._ids = PatientKeyValue(await self._js.key_value(JOURNAL_IDS))
         return self._ids
 
     async def _last(self, subject: str) -> tuple[bytes | None, int, dict[str, str]]:
         try:
-            message = await self._js.get_last_msg(JOURNAL_STREAM, subject)
+            message = await with_retries(
+                lambda: self._js.get_last_msg(JOURNAL_STREAM, subject),
+                JOURNAL_DEADLINE_S,
+                f"last message on {subject}",
+                attempt_timeout_s=PATIENT_ATTEMPT_S,
+            )
         except NotFoundError:
             return None, 0, {}
         return message.data or b"", message.seq or 0, dict(message.headers or {})
+
+    async def _message(self, seq: int) -> bytes:
+        message = await with_retries(
+            lambda: self._js.get_msg(JOURNAL_STREAM, seq),
+            JOURNAL_DEADLINE_S,
+            f"journal message {seq}",
+            attempt_timeout_s=PATIENT_ATTEMPT_S,
+        )
+        return message.data or b""
 
     async def head(self, tenant: str) -> JournalEntry | None:
         data, _, _ = await self._last(journal_subject(tenant))
@@ -101,7 +123,7 @@ class JetStreamJournal:
             if known is not None:
                 return known
         msg_id = f"{tenant}:{entry_id or uuid.uuid4()}"
-        for _ in range(self._attempts):
+        for attempt in range(1, self._attempts + 1):
             data, last_seq, headers = await self._last(subject)
             if headers.get(MSG_ID) == msg_id and data:
                 entry = JournalEntry.model_validate_json(data)  # our earlier attempt landed
@@ -120,8 +142,13 @@ class JetStreamJournal:
             # later covers this entry can link back to the journey that caused it.
             propagate.inject(headers)
             try:
+                # Resent when unanswered (a leader that stepped down): the message id and
+                # the expected sequence make a second landing impossible.
                 ack = await self._js.publish(
-                    subject, entry.model_dump_json().encode(), timeout=2.0, headers=headers
+                    subject,
+                    entry.model_dump_json().encode(),
+                    timeout=attempt_limit(attempt),
+                    headers=headers,
                 )
             except BadRequestError as error:
                 if error.err_code in WRONG_LAST_SEQUENCE:
@@ -134,8 +161,7 @@ class JetStreamJournal:
                 raise
             if ack.duplicate:
                 # JetStream already had this msg id: ours is in the chain, read it back.
-                message = await self._js.get_msg(JOURNAL_STREAM, ack.seq)
-                entry = JournalEntry.model_validate_json(message.data or b"")
+                entry = JournalEntry.model_validate_json(await self._message(ack.seq))
             if index_key is not None:
                 await kv.put(index_key, str(ack.seq).encode())
             return entry
@@ -146,13 +172,14 @@ class JetStreamJournal:
             await kv.put(index_key, str(seq).encode())
         return entry
 
-    async def _indexed(self, kv: Any, key: str) -> JournalEntry | None:
+    async def _indexed(self, kv: PatientKeyValue, key: str) -> JournalEntry | None:
         try:
             found = await kv.get(key)
         except KeyNotFoundError:
             return None
-        message = await self._js.get_msg(JOURNAL_STREAM, int(found.value.decode()))
-        return JournalEntry.model_validate_json(message.data or b"")
+        return JournalEntry.model_validate_json(
+            await self._message(int((found.value or b"0").decode()))
+        )
 
     async def raw_entries(self, tenant: str) -> AsyncIterator[tuple[int, bytes]]:
         """(stream sequence, body) of every message on the tenant's journal subject, in order."""
@@ -193,22 +220,37 @@ class JetStreamJournal:
         return (Seal.model_validate_json(data) if data else None), seq
 
     async def store_seal(self, tenant: str, seal: Seal, expected_seq: int) -> bool:
-        """Store the next seal; False when another instance sealed first."""
-        try:
-            await self._js.publish(
-                seals_subject(tenant),
-                seal.model_dump_json().encode(),
-                timeout=5.0,
-                headers={
-                    MSG_ID: f"{tenant}:seal:{seal.number}:{seal.parsed().digest}",
-                    "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
-                },
-            )
-        except BadRequestError as error:
-            if error.err_code in WRONG_LAST_SEQUENCE:
+        """Store the next seal; False when another instance sealed first.
+
+        Retried through an election; a refusal after an unanswered attempt looks at the last
+        seal, which is ours when that attempt landed.
+        """
+        msg_id = f"{tenant}:seal:{seal.number}:{seal.parsed().digest}"
+        attempts = 0
+
+        async def attempt() -> bool:
+            nonlocal attempts
+            attempts += 1
+            try:
+                await self._js.publish(
+                    seals_subject(tenant),
+                    seal.model_dump_json().encode(),
+                    timeout=attempt_limit(attempts),
+                    headers={
+                        MSG_ID: msg_id,
+                        "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+                    },
+                )
+            except BadRequestError as error:
+                if error.err_code not in WRONG_LAST_SEQUENCE:
+                    raise
+                if attempts > 1:
+                    _, _, headers = await self._last(seals_subject(tenant))
+                    return headers.get(MSG_ID) == msg_id
                 return False
-            raise
-        return True
+            return True
+
+        return await with_retries(attempt, JOURNAL_DEADLINE_S, f"seal {seal.number} of {tenant}")
 
     async def seals(self, tenant: str) -> AsyncIterator[Seal]:
         async for _, body in self._read(seals_subject(tenant)):

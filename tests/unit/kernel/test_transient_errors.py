@@ -12,7 +12,13 @@ from nats.js.errors import (
 )
 
 from mutualis_kernel.bus.errors import PublishTimeout
-from mutualis_kernel.bus.publisher import is_transient, with_retries
+from mutualis_kernel.bus.publisher import (
+    PATIENT_ATTEMPT_MAX_S,
+    PATIENT_ATTEMPT_S,
+    attempt_limit,
+    is_transient,
+    with_retries,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +91,26 @@ async def test_an_attempt_never_answered_is_dropped_and_sent_again() -> None:
         "stored"
     )
     assert calls == 2
+
+
+async def test_a_slow_answer_gets_more_time_on_each_attempt() -> None:
+    calls = 0
+
+    async def always_slow() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.15)  # a starved cluster: alive, but slower than the first limit
+        return "stored"
+
+    assert await with_retries(always_slow, 5.0, "a read", attempt_timeout_s=0.1) == "stored"
+    assert calls == 2
+
+
+def test_attempt_limits_double_from_the_first_up_to_the_ceiling() -> None:
+    assert [attempt_limit(n) for n in range(1, 6)] == [
+        PATIENT_ATTEMPT_S * 2**k
+        if PATIENT_ATTEMPT_S * 2**k < PATIENT_ATTEMPT_MAX_S
+        else PATIENT_ATTEMPT_MAX_S
+        for k in range(5)
+    ]
+    assert PATIENT_ATTEMPT_S < 1.0, "a graceful restart must cost a client less than 1 s"
