@@ -633,14 +633,28 @@ def slowest_request(
     for request in requests:
         if request.at_s < fault_at - 1.0:
             before[request.operation] = max(before.get(request.operation, 0.0), request.seconds)
-    usual = max(before.values(), default=0.0)
-    worst, found = 0.0, None
+    ranked = slowest_requests(requests, fault_at, beginning_before=beginning_before, count=1)
+    return (max(0.0, ranked[0][0]), ranked[0][1]) if ranked else (0.0, None)
+
+
+def slowest_requests(
+    requests: list[TimedRequest], fault_at: float, *, beginning_before: float, count: int
+) -> list[tuple[float, TimedRequest]]:
+    """The `count` requests sent in [fault_at - 1, beginning_before) that took longest beyond
+    the slowest answer to the same operation before the fault, worst first, with that excess:
+    where an SRE starts looking when the slowest one is not alone."""
+    before: dict[str, float] = {}
     for request in requests:
-        if fault_at - 1.0 <= request.at_s < beginning_before:
-            excess = request.seconds - before.get(request.operation, usual)
-            if found is None or excess > worst:
-                worst, found = excess, request
-    return max(0.0, worst), found
+        if request.at_s < fault_at - 1.0:
+            before[request.operation] = max(before.get(request.operation, 0.0), request.seconds)
+    usual = max(before.values(), default=0.0)
+    during = [r for r in requests if fault_at - 1.0 <= r.at_s < beginning_before]
+    ranked = sorted(
+        ((r.seconds - before.get(r.operation, usual), r) for r in during),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    return ranked[:count]
 
 
 def longest_wait(
@@ -759,6 +773,17 @@ async def run_drill(
             "seconds": round(slowest.seconds, 3),
             "beyond_same_operation_before_fault_s": round(request_excess, 3),
         },
+        "slowest_requests": [
+            {
+                "operation": r.operation,
+                "at_s": round(r.at_s, 3),
+                "seconds": round(r.seconds, 3),
+                "beyond_same_operation_before_fault_s": round(excess, 3),
+            }
+            for excess, r in slowest_requests(
+                workload.requests, fault_at, beginning_before=heal_starts_at, count=10
+            )
+        ],
         "catch_up_s": None if caught_up_s is None else round(caught_up_s, 3),
         "lagging_streams": lagging,
         "timeline": timeline.events,

@@ -9,6 +9,7 @@ from mutualis_cli.drill import (
     longest_wait,
     operation_of,
     slowest_request,
+    slowest_requests,
 )
 
 
@@ -54,3 +55,20 @@ def test_a_request_during_the_fault_is_judged_against_the_same_operation_before_
 
     assert round(excess, 3) == 0.8
     assert request == requests[3]
+
+
+def test_the_report_ranks_the_requests_that_suffered_most_worst_first() -> None:
+    requests = [
+        TimedRequest(1.0, 1.2, "POST /sign"),
+        TimedRequest(2.0, 0.1, "GET /folder"),
+        TimedRequest(10.5, 1.5, "POST /sign"),
+        TimedRequest(11.0, 0.9, "GET /folder"),
+        TimedRequest(12.0, 0.2, "GET /folder"),
+    ]
+
+    ranked = slowest_requests(requests, 10.0, beginning_before=20.0, count=2)
+
+    assert [(round(excess, 3), r) for excess, r in ranked] == [
+        (0.8, requests[3]),
+        (0.3, requests[2]),
+    ]
