@@ -99,11 +99,26 @@ class ChaosBus:
         else:
             raise AssertionError("no consumer could be created to read the stream back")
         ids: Counter[str] = Counter()
+        # Done when the consumer says nothing is left, not at the first quiet fetch: a fetch
+        # can time out while the cluster settles after a heal, and stopping there would
+        # report events as lost that were only not read yet.
+        deadline = asyncio.get_running_loop().time() + 120
         while True:
             try:
                 batch = await subscription.fetch(1000, timeout=2)
             except nats.errors.TimeoutError:
-                break
+                try:
+                    info = await subscription.consumer_info()
+                except (nats.errors.TimeoutError, nats.js.errors.Error):
+                    info = None
+                if info is not None and not info.num_pending and not info.num_ack_pending:
+                    break
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(
+                        f"the stream could not be read back: {len(ids)} events read, "
+                        f"{info.num_pending if info else '?'} still pending"
+                    ) from None
+                continue
             except nats.js.errors.ServiceUnavailableError:
                 await asyncio.sleep(0.2)  # just after a datacenter loss: ask again
                 continue
