@@ -602,18 +602,27 @@ async def inject(
 
 
 def longest_gap(
-    times: list[float], start: float, end: float, *, beginning_before: float | None = None
+    times: list[float],
+    start: float,
+    end: float,
+    *,
+    beginning_before: float | None = None,
+    busy: Callable[[float], bool] | None = None,
 ) -> tuple[float, float]:
     """The longest time without any completed step between start and end, and where it began.
 
     With `beginning_before`, only gaps that begin before that moment count (the failover,
-    not the later load of restarting what was lost).
+    not the later load of restarting what was lost). With `busy`, only gaps that begin while
+    `busy` says work was pending count: the drill's load pauses by itself (a tenant waits for
+    the next TOTP window), and a pause with nothing to do is not a stall.
     """
     points = sorted(t for t in times if start <= t <= end)
     best, at = 0.0, start
     previous = start
     for t in [*points, end]:
-        counts = beginning_before is None or previous < beginning_before
+        counts = (beginning_before is None or previous < beginning_before) and (
+            busy is None or busy(previous)
+        )
         if counts and t - previous > best:
             best, at = t - previous, previous
         previous = t
@@ -713,7 +722,13 @@ async def run_drill(
     steps = [t for r in records for t in r.steps]
     first_step = min(steps) if steps else 0.0
     baseline, _, _ = longest_wait(records, first_step, fault_at, beginning_before=fault_at - 1.0)
-    stall, stall_at = longest_gap(steps, fault_at, load_stopped_at)
+    # A journey's start counts as activity too: before it, nothing was waiting to be done.
+    starts = [r.started_s for r in records]
+
+    def in_flight(moment: float) -> bool:
+        return any(r.started_s <= moment < (r.finished_s or load_stopped_at) for r in records)
+
+    stall, stall_at = longest_gap([*steps, *starts], fault_at, load_stopped_at, busy=in_flight)
     # The failover is what happens before the lost part comes back; afterwards its NATS node
     # and service instances restart on the same two cores as the survivors (not so with real
     # datacenters), which is reported apart.
@@ -827,7 +842,8 @@ def print_report(report: dict[str, Any]) -> None:
             if (slow := report["slowest_request"])
             else "none"
         ),
-        f"platform-wide stall   {report['longest_stall_s']:.2f}s with no step done, "
+        f"platform-wide stall   {report['longest_stall_s']:.2f}s with journeys in flight and "
+        "no step done, "
         f"from {report['longest_stall_at_s']:.1f}s (heal included)",
         "catch-up after heal   "
         + (f"{report['catch_up_s']:.2f}s" if report["catch_up_s"] is not None else "NOT caught up"),

@@ -72,3 +72,14 @@ def test_the_report_ranks_the_requests_that_suffered_most_worst_first() -> None:
         (0.8, requests[3]),
         (0.3, requests[2]),
     ]
+
+
+def test_a_pause_of_the_load_itself_is_not_a_stall() -> None:
+    # One journey 0 -> 3 (steps at 1, 3), idle until the next one starts at 10 (steps 12, 13).
+    points = [0.0, 1.0, 3.0, 10.0, 12.0, 13.0]
+
+    def in_flight(moment: float) -> bool:
+        return 0.0 <= moment < 3.0 or 10.0 <= moment < 13.0
+
+    assert longest_gap(points, 0.0, 13.0) == (7.0, 3.0)
+    assert longest_gap(points, 0.0, 13.0, busy=in_flight) == (2.0, 1.0)
