@@ -13,9 +13,10 @@ acks) pushes to an inbox that is read until the last of them has arrived.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
@@ -24,7 +25,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, with_retries
+from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, attempt_limit, with_retries
 
 _DELETED = {"DEL", "PURGE"}
 
@@ -79,8 +80,56 @@ async def stream_messages(
 ) -> AsyncIterator[Msg]:
     """Every message of `stream` on `subject` stored when the call starts, in order, once.
 
-    Raises `TimeoutError` when the server stops delivering before the count it announced.
+    The read is served by a consumer on one server; when that server stops (a rolling
+    restart) the messages stop coming. A read of the whole subject (`DeliverPolicy.ALL`)
+    then resumes after the last message received with a new consumer, on whichever server
+    now serves the stream, after a pause of `attempt_limit` (0.5 s, then longer); it may then
+    also return messages stored after the call started. Other policies, and a read that
+    makes no progress for `timeout`, raise `TimeoutError`.
     """
+    resumable = deliver_policy == api.DeliverPolicy.ALL
+    loop = asyncio.get_running_loop()
+    last_seq = 0
+    stalls = 0
+    progress_at = loop.time()
+    while True:
+        idle_s = attempt_limit(stalls + 1) if resumable else timeout
+        reading = _read_once(
+            js, stream, subject, deliver_policy, last_seq, idle_s, timeout, creation_deadline_s
+        )
+        try:
+            async with contextlib.aclosing(reading) as messages:
+                async for message in messages:
+                    sequence = message.metadata.sequence.stream
+                    if sequence <= last_seq:
+                        continue  # already yielded before a resume
+                    last_seq, stalls, progress_at = sequence, 0, loop.time()
+                    yield message
+            return
+        except _Stalled as stalled:
+            stalls += 1
+            if not resumable or loop.time() - progress_at > timeout:
+                raise TimeoutError(
+                    f"{stream}: {stalled.remaining} messages never arrived"
+                ) from None
+
+
+class _Stalled(Exception):
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+
+
+async def _read_once(
+    js: JetStreamContext,
+    stream: str,
+    subject: str,
+    deliver_policy: api.DeliverPolicy,
+    after_seq: int,
+    idle_s: float,
+    timeout: float,
+    creation_deadline_s: float,
+) -> AsyncGenerator[Msg, None]:
+    """One consumer's delivery of the messages after `after_seq`; `_Stalled` if it stops."""
     nc = js._nc  # nats-py keeps the connection there; the inbox must exist before the consumer
     inbox = nc.new_inbox()
     # Push, not pull: a pull request right after a clustered consumer's creation can meet
@@ -92,7 +141,8 @@ async def stream_messages(
             # Named, so that creating it again after an unanswered attempt is the same
             # consumer, not a second one pushing the same messages to our inbox.
             name=f"read_{uuid.uuid4().hex}",
-            deliver_policy=deliver_policy,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if after_seq else deliver_policy,
+            opt_start_seq=after_seq + 1 if after_seq else None,
             ack_policy=api.AckPolicy.NONE,
             deliver_subject=inbox,
             filter_subject=subject,
@@ -114,9 +164,9 @@ async def stream_messages(
         remaining = (info.num_pending or 0) + (delivered or 0)
         while remaining > 0:
             try:
-                message = await subscription.next_msg(timeout=timeout)
-            except NatsTimeoutError as error:
-                raise TimeoutError(f"{stream}: {remaining} messages never arrived") from error
+                message = await subscription.next_msg(timeout=idle_s)
+            except NatsTimeoutError:
+                raise _Stalled(remaining) from None
             remaining = message.metadata.num_pending
             yield message
     finally:

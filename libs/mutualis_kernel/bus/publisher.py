@@ -13,6 +13,7 @@ meets a "wrong last sequence" we look whether our own message is the one that go
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -97,6 +98,18 @@ PATIENT_ATTEMPT_MAX_S = 2.0
 def attempt_limit(attempt: int, first_s: float = PATIENT_ATTEMPT_S) -> float:
     """How long attempt number `attempt` (from 1) may wait for its answer."""
     return min(first_s * 2.0 ** (attempt - 1), max(first_s, PATIENT_ATTEMPT_MAX_S))
+
+
+def jetstream_with_timeout(js: JetStreamContext, timeout_s: float) -> JetStreamContext:
+    """The same JetStream context, whose calls wait `timeout_s` for an answer by default.
+
+    For nats-py helpers that make calls of their own without a timeout parameter (an Object
+    Store put publishes every chunk with the context's default, 5 s): a retried attempt gets
+    its `attempt_limit` for each of them.
+    """
+    limited = copy.copy(js)
+    limited._timeout = timeout_s
+    return limited
 
 
 async def with_retries(

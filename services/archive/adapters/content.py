@@ -36,7 +36,12 @@ from nats.js.object_store import ObjectStore
 
 from archive.domain import formats
 from archive.domain.model import FormatInfo
-from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, attempt_limit, with_retries
+from mutualis_kernel.bus.publisher import (
+    PATIENT_ATTEMPT_S,
+    attempt_limit,
+    jetstream_with_timeout,
+    with_retries,
+)
 
 CHUNK = 1024 * 1024
 #: Chunk size of the objects this service stores. nats-py's default is 128 KiB; its `put`
@@ -136,6 +141,8 @@ class ContentUnavailable(Exception):
 FETCH_BATCH = 64
 FETCH_BYTES = 8 * 1024 * 1024
 READ_ATTEMPTS = 6
+#: A put waits out an election of the bucket's stream leader (4.5-7 s here).
+PUT_DEADLINE_S = 15.0
 # A stream leader re-election takes 4.5-6.8 s here (FACTS.md): the backoff spans more than that.
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 # Backstop for a consumer whose delete request was lost (the reader crashed, the link dropped).
@@ -344,8 +351,20 @@ class ContentStore:
             description=content_type,
             options=ObjectMetaOptions(max_chunk_size=chunk_size),
         )
-        with path.open("rb") as source:
-            await self._store.put(name, source, meta=meta)
+        attempts = 0
+
+        async def write() -> None:
+            nonlocal attempts
+            attempts += 1
+            # Putting a name again replaces the object whole, so an attempt cut by an election
+            # or by a leader that stepped down is made again from the start of the file; each
+            # chunk waits the attempt's limit for its ack, not nats-py's 5 s.
+            js = jetstream_with_timeout(self._js, attempt_limit(attempts))
+            store = ObjectStore(name=self.bucket, stream=f"OBJ_{self.bucket}", js=js)
+            with path.open("rb") as source:
+                await store.put(name, source, meta=meta)
+
+        await with_retries(write, PUT_DEADLINE_S, f"object {name}")
 
     async def exists(self, name: str) -> bool:
         try:

@@ -13,7 +13,7 @@ from nats.js.api import ObjectMeta
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-from mutualis_kernel.bus.publisher import with_retries
+from mutualis_kernel.bus.publisher import attempt_limit, jetstream_with_timeout, with_retries
 from parapheur.domain import errors
 
 #: Reads and writes wait out an election of the bucket's stream leader (4.5-7 s here).
@@ -39,14 +39,20 @@ class ObjectStoreDocuments:
         return self._store
 
     async def put(self, name: str, source: BinaryIO, content_type: str) -> None:
-        store = await self._bucket_handle()
+        bucket = await self._bucket_handle()
         meta = ObjectMeta(name=name, description=content_type)
         start = source.tell()
+        attempts = 0
 
         async def write() -> None:
+            nonlocal attempts
+            attempts += 1
             # Putting a name again replaces the object whole: an attempt cut by an election
-            # is simply made again from the start of the file.
+            # is simply made again from the start of the file. A chunk lost with a leader
+            # that stepped down is noticed after the attempt's limit, not nats-py's 5 s.
             source.seek(start)
+            js = jetstream_with_timeout(self._js, attempt_limit(attempts))
+            store = ObjectStore(name=bucket._name, stream=bucket._stream, js=js)
             await store.put(name, source, meta=meta)  # type: ignore[arg-type]
 
         await with_retries(write, READ_DEADLINE_S, f"document {name}")

@@ -75,3 +75,32 @@ async def test_a_stream_is_read_whole_in_order_once(bus: Bus) -> None:
     read = [m.data async for m in stream_messages(bus.js, "DEMO_EVENTS", subject)]
 
     assert read == [str(n).encode() for n in range(50)]
+
+
+async def test_a_read_whose_consumer_vanishes_still_yields_everything_once(bus: Bus) -> None:
+    # A consumer lives on one server; a rolling restart stops that server mid-read. Deleting
+    # the consumer has the same effect on the reader when it lands while messages are still
+    # on their way (most runs; a push consumer sometimes delivers everything first): the
+    # read then goes on with a new consumer after the last message received.
+    subject = f"evt.demo.talence.parcel.{uuid.uuid4().hex[:8]}.>"
+    padding = b"." * 8192
+    acks = [
+        await bus.js.publish_async(
+            subject.replace(">", f"n{n}.parcel.registered"), str(n).encode() + padding
+        )
+        for n in range(4000)
+    ]
+    await asyncio.gather(*acks)
+    read: list[int] = []
+    deleted: set[str] = set()
+    async with aclosing(stream_messages(bus.js, "DEMO_EVENTS", subject)) as messages:
+        async for message in messages:
+            read.append(int(message.data.rstrip(b".")))
+            if len(read) == 1:
+                infos = await bus.js.consumers_info("DEMO_EVENTS")
+                deleted = {c.name for c in infos if c.name and c.name.startswith("read_")}
+                for name in deleted:
+                    await bus.js.delete_consumer("DEMO_EVENTS", name)
+
+    assert deleted, "the reader's consumer was deleted mid-read"
+    assert read == list(range(4000))
