@@ -842,6 +842,11 @@ def print_report(report: dict[str, Any]) -> None:
             if (slow := report["slowest_request"])
             else "none"
         ),
+        *[
+            f"  then                {r['operation']} "
+            f"+{r['beyond_same_operation_before_fault_s']:.2f}s at {r['at_s']:.1f}s"
+            for r in report.get("slowest_requests", [])[1:4]
+        ],
         f"platform-wide stall   {report['longest_stall_s']:.2f}s with journeys in flight and "
         "no step done, "
         f"from {report['longest_stall_at_s']:.1f}s (heal included)",
