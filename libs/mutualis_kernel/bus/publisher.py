@@ -167,6 +167,26 @@ async def with_retries(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+async def with_attempt_limits(
+    operation: Callable[[float], Awaitable[T]],
+    deadline_s: float,
+    what: str,
+    *,
+    max_s: float = PATIENT_ATTEMPT_MAX_S,
+) -> T:
+    """`with_retries` for a call that takes its own time limit: attempt n is given
+    `attempt_limit(n)` (at most `max_s`) to pass on (a nats-py `timeout=`, a context from
+    `jetstream_with_timeout`). Only for operations that may safely run twice."""
+    attempts = 0
+
+    async def attempt() -> T:
+        nonlocal attempts
+        attempts += 1
+        return await operation(min(attempt_limit(attempts), max_s))
+
+    return await with_retries(attempt, deadline_s, what)
+
+
 async def publish_raw(
     js: JetStreamContext,
     subject: str,
@@ -178,15 +198,12 @@ async def publish_raw(
 ) -> PubAck:
     """Publish a message that is not an event of ours (dead letters, replays), with retries."""
 
-    attempts = 0
+    async def attempt(limit_s: float) -> PubAck:
+        return await js.publish(subject, body, timeout=limit_s, headers=headers)
 
-    async def attempt() -> PubAck:
-        nonlocal attempts
-        attempts += 1
-        limit = min(attempt_limit(attempts), attempt_timeout_s)
-        return await js.publish(subject, body, timeout=limit, headers=headers)
-
-    return await with_retries(attempt, deadline_s, f"message on {subject}")
+    return await with_attempt_limits(
+        attempt, deadline_s, f"message on {subject}", max_s=attempt_timeout_s
+    )
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from mutualis_kernel.bus.publisher import (
     PATIENT_ATTEMPT_S,
     attempt_limit,
     jetstream_with_timeout,
+    with_attempt_limits,
     with_retries,
 )
 
@@ -351,20 +352,17 @@ class ContentStore:
             description=content_type,
             options=ObjectMetaOptions(max_chunk_size=chunk_size),
         )
-        attempts = 0
 
-        async def write() -> None:
-            nonlocal attempts
-            attempts += 1
+        async def write(limit_s: float) -> None:
             # Putting a name again replaces the object whole, so an attempt cut by an election
             # or by a leader that stepped down is made again from the start of the file; each
             # chunk waits the attempt's limit for its ack, not nats-py's 5 s.
-            js = jetstream_with_timeout(self._js, attempt_limit(attempts))
+            js = jetstream_with_timeout(self._js, limit_s)
             store = ObjectStore(name=self.bucket, stream=f"OBJ_{self.bucket}", js=js)
             with path.open("rb") as source:
                 await store.put(name, source, meta=meta)
 
-        await with_retries(write, PUT_DEADLINE_S, f"object {name}")
+        await with_attempt_limits(write, PUT_DEADLINE_S, f"object {name}")
 
     async def exists(self, name: str) -> bool:
         try:

@@ -13,7 +13,11 @@ from nats.js.api import ObjectMeta
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-from mutualis_kernel.bus.publisher import attempt_limit, jetstream_with_timeout, with_retries
+from mutualis_kernel.bus.publisher import (
+    jetstream_with_timeout,
+    with_attempt_limits,
+    with_retries,
+)
 from parapheur.domain import errors
 
 #: Reads and writes wait out an election of the bucket's stream leader (4.5-7 s here).
@@ -42,20 +46,17 @@ class ObjectStoreDocuments:
         bucket = await self._bucket_handle()
         meta = ObjectMeta(name=name, description=content_type)
         start = source.tell()
-        attempts = 0
 
-        async def write() -> None:
-            nonlocal attempts
-            attempts += 1
+        async def write(limit_s: float) -> None:
             # Putting a name again replaces the object whole: an attempt cut by an election
             # is simply made again from the start of the file. A chunk lost with a leader
             # that stepped down is noticed after the attempt's limit, not nats-py's 5 s.
             source.seek(start)
-            js = jetstream_with_timeout(self._js, attempt_limit(attempts))
+            js = jetstream_with_timeout(self._js, limit_s)
             store = ObjectStore(name=bucket._name, stream=bucket._stream, js=js)
             await store.put(name, source, meta=meta)  # type: ignore[arg-type]
 
-        await with_retries(write, READ_DEADLINE_S, f"document {name}")
+        await with_attempt_limits(write, READ_DEADLINE_S, f"document {name}")
 
     async def get_into(self, name: str, target: BinaryIO) -> None:
         store = await self._bucket_handle()

@@ -17,6 +17,7 @@ from mutualis_kernel.bus.publisher import (
     PATIENT_ATTEMPT_S,
     attempt_limit,
     is_transient,
+    with_attempt_limits,
     with_retries,
 )
 
@@ -114,3 +115,16 @@ def test_attempt_limits_double_from_the_first_up_to_the_ceiling() -> None:
         for k in range(5)
     ]
     assert PATIENT_ATTEMPT_S < 1.0, "a graceful restart must cost a client less than 1 s"
+
+
+async def test_a_call_with_its_own_timeout_is_given_longer_limits_on_each_attempt() -> None:
+    limits: list[float] = []
+
+    async def publish(limit_s: float) -> str:
+        limits.append(limit_s)
+        if len(limits) < 3:
+            raise nats.errors.TimeoutError  # its own timeout ran out: the answer was lost
+        return "stored"
+
+    assert await with_attempt_limits(publish, 5.0, "a message", max_s=1.5) == "stored"
+    assert limits == [PATIENT_ATTEMPT_S, min(2 * PATIENT_ATTEMPT_S, 1.5), 1.5]
