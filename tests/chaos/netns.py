@@ -104,7 +104,12 @@ class DatacenterNetworks:
 
 
 def available() -> str | None:
-    """None when this machine can create namespaces, else the reason it cannot."""
+    """None when this machine has what `DatacenterNetworks.create` uses (root, `ip`, network
+    namespaces, the kernel's veth and bridge links), else what it lacks.
+
+    Everything the setup needs from the machine is probed here, so that a setup failing
+    afterwards is a failure of ours, not a reason to skip.
+    """
     if os.geteuid() != 0:
         return "network namespaces need root"
     probe = f"mutualis-probe-{os.getpid()}"
@@ -112,5 +117,11 @@ def available() -> str | None:
         _ip("netns", "add", probe)
     except (NamespacesUnavailable, FileNotFoundError) as error:
         return f"cannot create a network namespace: {error}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    try:
+        _ip("-n", probe, "link", "add", "probe0", "type", "bridge")
+        _ip("-n", probe, "link", "add", "probe1", "type", "veth", "peer", "name", "probe2")
+    except NamespacesUnavailable as error:
+        return f"the kernel lacks bridge or veth links: {error}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     return None
