@@ -72,6 +72,12 @@ log = structlog.get_logger("notifications")
 #: JetStream (NAK with delay), so one tenant's backlog does not hold the others' messages.
 MAX_INLINE_WAIT_S = 2.0
 
+#: A recipient named by an event but not yet in the contact directory is waited for this long
+#: after the event: the directory is a projection of identity's stream, which another
+#: service's event (a step assigned to a user registered a moment before) can overtake.
+#: Past it, the recipient really is unknown and the notification fails with that reason.
+UNKNOWN_CONTACT_GRACE = timedelta(seconds=20)
+
 
 class RetryLater(Exception):
     """Not now: a temporary failure, a busy rate limit, or another instance's live attempt."""
@@ -171,6 +177,11 @@ async def route_event(envelope: Envelope[Event], deps: Deps) -> None:
             contacts[user_id] = projected  # just written: no need to read it back
         else:
             contacts[user_id] = await deps.stores.contact(tenant, user_id)
+    needs_address = any(channel != "inapp" for channel in rule.channels)
+    unknown = sorted(user_id for user_id, contact in contacts.items() if contact is None)
+    if unknown and needs_address and deps.clock() - envelope.time < UNKNOWN_CONTACT_GRACE:
+        # Nothing is requested yet, so the redelivery repeats nothing.
+        raise RetryLater(f"recipients not yet in the contact directory: {', '.join(unknown)}")
     if rule.recipients.roles:
         for holder in await deps.stores.contacts_with_roles(tenant, rule.recipients.roles):
             contacts[holder.user_id] = holder

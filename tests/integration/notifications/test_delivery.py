@@ -78,6 +78,32 @@ async def test_an_assigned_step_emails_the_actor_with_the_right_template_and_fil
             assert items[0].title == "Un dossier attend votre action"
 
 
+async def test_a_step_assigned_before_identity_registration_lands_still_reaches_the_actor(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # The step event overtakes the registration (two streams, two consumers): the router waits
+    # for the contact directory instead of failing the email for want of an address.
+    async with smtp_sink(tmp_path) as sink:
+        settings = settings_for(fresh_cluster, smtp_port=sink.port)
+        async with running_service(settings) as run:
+            await assign(run, "f-early", ("u-late",))
+
+            async def step_sent_back() -> bool:
+                info = await run.platform.js.consumer_info(
+                    "PARAPHEUR_EVENTS", "notifications-router"
+                )
+                return info.num_redelivered >= 1
+
+            await eventually(step_sent_back, what="the step event redelivered")
+            await register(run, "u-late", "late@merignac.fr")
+            await eventually(
+                lambda: asyncio.sleep(0, len(to(tmp_path, "late@merignac.fr")) == 2),
+                what="welcome and step mails",
+            )
+            subjects = sorted(m["subject"] for m in to(tmp_path, "late@merignac.fr"))
+            assert "Un dossier attend votre action" in subjects
+
+
 async def test_starttls_is_required_and_used(fresh_cluster: LocalCluster, tmp_path: Path) -> None:
     context, cert = self_signed(tmp_path)
     async with smtp_sink(tmp_path / "tls", tls_context=context, require_starttls=True) as sink:
