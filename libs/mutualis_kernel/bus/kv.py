@@ -7,8 +7,15 @@ the callback waits for the set-up to finish). A scan that stops at that `None` c
 every entry — seen as a GDPR erasure that scrubbed nothing. `keys()` inherits the race.
 
 Here the count comes from the server when the consumer is created (what it holds pending plus
-what it already pushed), so it is exact: an ephemeral consumer (last value per subject, no
-acks) pushes to an inbox that is read until the last of them has arrived.
+what it already pushed): an ephemeral consumer (last value per subject, no acks) pushes to an
+inbox that is read until the last of them has arrived.
+
+That count is the view of one replica. An R1 consumer of an R3 stream lands on a random
+replica of the stream, and a follower may not have applied the last writes yet (the leader
+acknowledges once two of three replicas hold a message): a scan right after a write could
+miss it. So each read also asks the stream leader for the last sequence on its subject, and
+goes on until the consumer has delivered that far (a lagging follower pushes the rest as it
+catches up).
 """
 
 from __future__ import annotations
@@ -54,7 +61,12 @@ async def current_entries(
         deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
         timeout=timeout,
     )
+    # A consumer on a lagging replica delivers its last values, then the writes it catches up
+    # on, which can replace (or delete) a key already delivered: the latest message wins.
+    latest: dict[str, Msg] = {}
     async for message in messages:
+        latest[message.subject] = message
+    for message in sorted(latest.values(), key=lambda m: m.metadata.sequence.stream):
         headers = message.headers or {}
         if (
             headers.get("KV-Operation") in _DELETED
@@ -79,6 +91,9 @@ async def stream_messages(
     creation_deadline_s: float = 15.0,
 ) -> AsyncIterator[Msg]:
     """Every message of `stream` on `subject` stored when the call starts, in order, once.
+
+    With `DeliverPolicy.LAST_PER_SUBJECT`, the last message of each subject, followed (when
+    the consumer's replica lagged behind the leader) by the later messages it caught up on.
 
     The read is served by a consumer on one server; when that server stops (a rolling
     restart) the messages stop coming. A read of the whole subject (`DeliverPolicy.ALL`)
@@ -150,28 +165,58 @@ async def _read_once(
             mem_storage=True,
             num_replicas=1,
         )
-        # Creating it waits out an election of the stream's leader (4.5-7 s here).
-        info = await with_retries(
-            lambda: js.add_consumer(stream, config),
-            creation_deadline_s,
-            f"read {stream}",
-            attempt_timeout_s=PATIENT_ATTEMPT_S,
+        # Asked of the leader while the consumer is made: how far this read must go.
+        leader_last = asyncio.ensure_future(
+            _last_sequence(js, stream, subject, creation_deadline_s)
         )
+        try:
+            # Creating it waits out an election of the stream's leader (4.5-7 s here).
+            info = await with_retries(
+                lambda: js.add_consumer(stream, config),
+                creation_deadline_s,
+                f"read {stream}",
+                attempt_timeout_s=PATIENT_ATTEMPT_S,
+            )
+        except BaseException:
+            leader_last.cancel()
+            raise
+        target = await leader_last
         consumer = info.name
         # A push consumer starts delivering before its creation is answered, and the answer's
         # `num_pending` leaves out what it already sent: count those back in.
         delivered = info.delivered.consumer_seq if info.delivered else 0
         remaining = (info.num_pending or 0) + (delivered or 0)
-        while remaining > 0:
+        reached = after_seq
+        while remaining > 0 or reached < target:
             try:
                 message = await subscription.next_msg(timeout=idle_s)
             except NatsTimeoutError:
-                raise _Stalled(remaining) from None
+                raise _Stalled(max(remaining, 1)) from None
             remaining = message.metadata.num_pending
+            reached = message.metadata.sequence.stream
             yield message
     finally:
         await subscription.unsubscribe()
         await _forget(js, stream, consumer)
+
+
+async def _last_sequence(
+    js: JetStreamContext, stream: str, subject: str, deadline_s: float
+) -> int:
+    """The sequence of the last message on `subject` (wildcards allowed), 0 when there is none.
+
+    `STREAM.MSG.GET` (not the direct get) is answered by the stream's leader: it holds every
+    acknowledged message."""
+    try:
+        message = await with_retries(
+            lambda: js.get_msg(stream, subject=subject),
+            deadline_s,
+            f"last of {stream}",
+            attempt_timeout_s=PATIENT_ATTEMPT_S,
+        )
+    except NotFoundError:
+        return 0
+    return message.seq or 0
 
 
 def scan(kv: KeyValue, pattern: str = ">") -> AsyncIterator[KvEntry]:

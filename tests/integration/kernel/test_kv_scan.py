@@ -4,11 +4,13 @@ import asyncio
 import uuid
 from contextlib import aclosing
 
+import nats
 import pytest
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
+from nats.js.api import KeyValueConfig, StreamInfo
 
 from mutualis_kernel.bus.kv import current_entries, current_keys, stream_messages
+from mutualis_kernel.runtime import LocalCluster
 
 from .conftest import Bus
 
@@ -17,6 +19,16 @@ async def bucket(js: JetStreamContext) -> str:
     name = f"scan_{uuid.uuid4().hex[:8]}"
     await js.create_key_value(KeyValueConfig(bucket=name, history=3, replicas=3))
     return name
+
+
+async def stream_info_with_replicas(js: JetStreamContext, stream: str) -> StreamInfo:
+    """The stream's info once its leader and both followers are known."""
+    for _ in range(100):
+        info = await js.stream_info(stream)
+        if info.cluster and info.cluster.leader and len(info.cluster.replicas or ()) == 2:
+            return info
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{stream} never had a leader and two followers")
 
 
 async def test_a_scan_returns_the_latest_value_of_every_live_key_under_the_pattern(
@@ -104,3 +116,40 @@ async def test_a_read_whose_consumer_vanishes_still_yields_everything_once(bus: 
 
     assert deleted, "the reader's consumer was deleted mid-read"
     assert read == list(range(4000))
+
+
+async def test_a_scan_served_by_a_lagging_replica_still_sees_every_acknowledged_write(
+    fresh_cluster: LocalCluster,
+) -> None:
+    # An R1 read consumer lands on a random replica of the stream. A follower that was frozen
+    # while 3000 writes were acknowledged by the other two is still catching up when the scans
+    # start: before the fix, scans placed on it saw 0 or a few hundred keys (half the runs).
+    nc = await nats.connect(servers=fresh_cluster.client_urls)
+    try:
+        js = nc.jetstream()
+        name = await bucket(js)
+        info = await stream_info_with_replicas(js, f"KV_{name}")
+        assert info.cluster is not None
+        assert info.cluster.leader
+        assert info.cluster.replicas
+        follower = fresh_cluster.datacenter_of(info.cluster.replicas[0].name or "")
+        leader = await nats.connect(
+            servers=fresh_cluster.urls_for(fresh_cluster.datacenter_of(info.cluster.leader))
+        )
+        try:
+            ljs = leader.jetstream()
+            fresh_cluster.freeze(follower)
+            try:
+                acks = [await ljs.publish_async(f"$KV.{name}.k.{n}", b"x") for n in range(3000)]
+                # Usually acknowledged at once by the other two; now and then the leader waits
+                # for the frozen one, and the writes are acknowledged once it thaws.
+                await asyncio.wait(acks, timeout=2)
+            finally:
+                fresh_cluster.thaw(follower)
+            await asyncio.wait_for(asyncio.gather(*acks), 30)
+            counts = await asyncio.gather(*(current_keys(ljs, name, "k.*") for _ in range(10)))
+        finally:
+            await leader.close()
+        assert [len(keys) for keys in counts] == [3000] * 10
+    finally:
+        await nc.close()
