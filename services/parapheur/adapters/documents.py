@@ -6,6 +6,7 @@ Never read a document whole into memory: nats-py's in-memory `get` copies quadra
 
 from __future__ import annotations
 
+import asyncio
 from typing import BinaryIO
 
 from nats.js import JetStreamContext
@@ -13,11 +14,8 @@ from nats.js.api import ObjectMeta
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-from mutualis_kernel.bus.publisher import (
-    jetstream_with_timeout,
-    with_attempt_limits,
-    with_retries,
-)
+from mutualis_kernel.bus.objects import ObjectMissing, ObjectReader
+from mutualis_kernel.bus.publisher import jetstream_with_timeout, with_attempt_limits
 from parapheur.domain import errors
 
 #: Reads and writes wait out an election of the bucket's stream leader (4.5-7 s here).
@@ -59,19 +57,17 @@ class ObjectStoreDocuments:
         await with_attempt_limits(write, READ_DEADLINE_S, f"document {name}")
 
     async def get_into(self, name: str, target: BinaryIO) -> None:
-        store = await self._bucket_handle()
-        start = target.tell()
+        """Write the document into `target`, chunk by chunk, checked against its info.
 
-        async def read() -> None:
-            # A read cut by an election starts again from the beginning of the target.
-            target.seek(start)
-            target.truncate()
-            await store.get(name, writeinto=target)  # type: ignore[arg-type]
-
+        The kernel's `ObjectReader` resumes after the last chunk through an election and
+        waits for a lagging replica; nats-py's `get` took its first "nothing pending" for the
+        end and failed the digest of a document read from a follower still catching up."""
         try:
-            await with_retries(read, READ_DEADLINE_S, f"document {name}")
-        except ObjectNotFoundError:
+            reader = await ObjectReader.open(self._js, self._bucket, name)
+        except ObjectMissing:
             raise DocumentMissing(f"document {name} is not in the store") from None
+        async for chunk in reader:
+            await asyncio.to_thread(target.write, chunk)
 
     async def delete(self, name: str) -> None:
         store = await self._bucket_handle()

@@ -15,16 +15,15 @@ from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig
 
 from archive.adapters.content import (
-    FETCH_BATCH,
     PUT_CHUNK,
     ContentCorrupted,
     ContentMissing,
     ContentStore,
-    ObjectReader,
     fixity_digest,
     iter_object,
     sha256_digest,
 )
+from mutualis_kernel.bus.objects import FETCH_BATCH, ObjectReader
 from mutualis_kernel.runtime.cluster import LocalCluster
 
 CHUNK_BYTES = 1024

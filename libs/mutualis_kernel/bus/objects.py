@@ -1,0 +1,281 @@
+"""Reading Object Store objects: streamed, checked against their info, patient through elections.
+
+nats-py's `ObjectStore.get` reads through an ordered push consumer that idles waiting for flow
+control, stops at the first message that says nothing is pending, and has no per-attempt time
+limit. `ObjectReader` reads an object's chunks with ephemeral pull consumers instead (no acks,
+`FETCH_BATCH` chunks or `FETCH_BYTES` per fetch, ~3x faster here), hashes them (SHA-256) as
+they pass, and checks the chunk count, the size and NATS's own digest against the object's
+info (`ObjectCorrupted` otherwise).
+
+Two things a read must outlive without calling an intact object corrupted:
+- the stream losing its leader mid-read: a new consumer resumes after the last chunk
+  received, `READ_ATTEMPTS` times at most (`ObjectUnavailable` then);
+- a replica that lags: an R1 read consumer lands on a random replica of the stream, and a
+  follower may not hold the last chunks of an object just stored (the leader acknowledges
+  once two of three replicas have them). When the consumer counts fewer chunks than the info,
+  the stream leader is asked how many the object's subject holds: the same number means the
+  replica is catching up and the read waits for it; another number is corruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectInfo
+from nats.js.errors import ObjectNotFoundError
+from nats.js.object_store import ObjectStore
+
+from mutualis_kernel.bus.errors import PublishTimeout
+from mutualis_kernel.bus.publisher import (
+    PATIENT_ATTEMPT_S,
+    attempt_limit,
+    with_retries,
+)
+
+#: Reads wait out an election of the bucket's stream leader (4.5-7 s here).
+READ_DEADLINE_S = 15.0
+#: At most this many chunks and about this many bytes per pull request (64 chunks of 128 KiB,
+#: 8 of 1 MiB): enough to keep the stream busy, little enough to hold in memory.
+FETCH_BATCH = 64
+FETCH_BYTES = 8 * 1024 * 1024
+READ_ATTEMPTS = 6
+#: nats-py's chunk size, for objects whose info does not say theirs.
+DEFAULT_CHUNK = 128 * 1024
+# A stream leader re-election takes 4.5-6.8 s here (FACTS.md): the backoff spans more than that.
+_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+# Backstop for a consumer whose delete request was lost (the reader crashed, the link dropped).
+_CONSUMER_IDLE_S = 30.0
+_TRANSIENT = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.ServerError,
+    nats.js.errors.NotFoundError,  # our consumer vanished with the server that held it
+    asyncio.TimeoutError,
+)
+
+
+class ObjectMissing(Exception):
+    """The object is not in its bucket (never stored, or deleted)."""
+
+
+class ObjectCorrupted(ObjectMissing):
+    """The object's chunks disagree with its info (count, size or NATS's SHA-256 digest).
+
+    A subclass of `ObjectMissing`: whoever checks fixity reports either as a failed object."""
+
+
+class ObjectUnavailable(PublishTimeout):
+    """The object's stream did not answer (no leader, e.g. during an election) after retries.
+
+    Not an integrity failure: the content may be intact, it could not be read just now. Like
+    any bus call past its deadline, an HTTP request meeting it answers 503 with Retry-After."""
+
+
+def _update(hashes: tuple[hashlib._Hash, ...], batch: list[bytes]) -> None:
+    for data in batch:
+        for digest in hashes:
+            digest.update(data)
+
+
+def _nats_sha256(info: ObjectInfo) -> bytes | None:
+    """The SHA-256 nats-py (and the Go client) record in the object's info, when present."""
+    digest = info.digest or ""
+    for prefix in ("SHA-256=", "sha-256="):
+        if digest.startswith(prefix):
+            try:
+                return base64.urlsafe_b64decode(digest[len(prefix) :])
+            except (ValueError, binascii.Error):
+                return None
+    return None
+
+
+class ObjectReader:
+    """One object's chunks, in order, hashed (SHA-256) and checked as they pass."""
+
+    def __init__(self, js: JetStreamContext, bucket: str, info: ObjectInfo) -> None:
+        self._js = js
+        self.bucket = bucket
+        self.info = info
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.chunks = 0
+        self.retries = 0
+        self._replica_lags = False
+        chunk_size = (info.options.max_chunk_size if info.options else None) or DEFAULT_CHUNK
+        self._batch = max(1, min(FETCH_BATCH, FETCH_BYTES // chunk_size))
+
+    @property
+    def _stream(self) -> str:
+        return f"OBJ_{self.bucket}"
+
+    @property
+    def _subject(self) -> str:
+        return f"$O.{self.bucket}.C.{self.info.nuid}"
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str, name: str) -> ObjectReader:
+        """The reader of `name`, whose info is read from the stream leader (`ObjectMissing`)."""
+        # Built directly: `js.object_store()` asks for the stream's info first, a round trip
+        # that weighs on small objects and tells nothing the object's own info does not.
+        store = ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
+        try:
+            info = await with_retries(
+                lambda: store.get_info(name, show_deleted=True),
+                READ_DEADLINE_S,
+                f"info {name}",
+                attempt_timeout_s=PATIENT_ATTEMPT_S,
+            )
+        except ObjectNotFoundError:
+            raise ObjectMissing(f"object {name} is not in {bucket}") from None
+        if info.deleted or not info.nuid:
+            raise ObjectMissing(f"object {name} was deleted from {bucket}")
+        return cls(js, bucket, info)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(self._batches()) as batches:
+            async for batch in batches:
+                for data in batch:
+                    self.sha256.update(data)
+                    yield data
+        self._check_digest()
+
+    async def hash_all(self, *others: hashlib._Hash) -> None:
+        """Read the whole object into `self.sha256` and `others`, discarding the bytes.
+
+        Each batch is hashed in a thread while the next is fetched: hashlib releases the GIL,
+        so hashing runs on the other core instead of after the read."""
+        hashes = (self.sha256, *others)
+        hashing: asyncio.Future[None] | None = None
+        try:
+            async with contextlib.aclosing(self._batches()) as batches:
+                async for batch in batches:
+                    if hashing is not None:
+                        await hashing
+                    hashing = asyncio.ensure_future(asyncio.to_thread(_update, hashes, batch))
+        finally:
+            if hashing is not None:
+                await hashing
+        self._check_digest()
+
+    async def _batches(self) -> AsyncGenerator[list[bytes], None]:
+        expected_chunks = self.info.chunks or 0
+        last_seq = 0  # stream sequence of the last chunk received: a retry resumes after it
+        failures = 0
+        while self.chunks < expected_chunks:
+            try:
+                # A consumer or a fetch lost with a server that stopped is never answered:
+                # the first attempt gives up soon (a graceful restart then costs a reader
+                # about PATIENT_ATTEMPT_S), later ones wait longer (a server only slow).
+                fetches = self._fetch_from(
+                    last_seq, expected_chunks - self.chunks, attempt_limit(failures + 1)
+                )
+                async with contextlib.aclosing(fetches) as received:
+                    async for seq, pending, batch in received:
+                        last_seq = seq
+                        failures = 0
+                        self.size += sum(len(data) for data in batch)
+                        self.chunks += len(batch)
+                        await self._check_count(pending, expected_chunks)
+                        yield batch
+            except _TRANSIENT as error:
+                failures += 1
+                self.retries += 1
+                if failures >= READ_ATTEMPTS:
+                    raise ObjectUnavailable(
+                        f"object {self.info.name} of {self.bucket}: stream {self._stream} did "
+                        f"not answer after {failures} attempts ({type(error).__name__}: {error}); "
+                        f"read {self.chunks} of {expected_chunks} chunks, up to stream "
+                        f"sequence {last_seq} (stream leader lost?)"
+                    ) from error
+                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S)) - 1])
+        expected_size = self.info.size or 0
+        if self.size != expected_size:
+            raise ObjectCorrupted(
+                f"object {self.info.name} of {self.bucket}: read {self.size} bytes, "
+                f"its info says {expected_size}"
+            )
+
+    async def _check_count(self, pending: int, expected_chunks: int) -> None:
+        # `pending` counts the chunks still in the replica after this one: it settles early
+        # whether chunks are missing (a read would otherwise wait for them until it gives up).
+        held = self.chunks + pending
+        if held == expected_chunks:
+            return
+        if held < expected_chunks:
+            if self._replica_lags:
+                return
+            held = await self._leader_chunk_count()
+            if held == expected_chunks:
+                # A follower still catching up: the next fetches bring the rest, and the
+                # size and digest are checked once they are in.
+                self._replica_lags = True
+                return
+        if held != expected_chunks:
+            raise ObjectCorrupted(
+                f"object {self.info.name} of {self.bucket}: its stream holds "
+                f"{held} chunks, its info says {expected_chunks}"
+            )
+
+    async def _leader_chunk_count(self) -> int:
+        """How many chunks the stream leader holds for this object (stream info is its answer)."""
+        info = await with_retries(
+            lambda: self._js.stream_info(self._stream, subjects_filter=self._subject),
+            READ_DEADLINE_S,
+            f"chunks of {self.info.name}",
+            attempt_timeout_s=PATIENT_ATTEMPT_S,
+        )
+        return (info.state.subjects or {}).get(self._subject, 0)
+
+    def _check_digest(self) -> None:
+        recorded = _nats_sha256(self.info)
+        if recorded is not None and recorded != self.sha256.digest():
+            raise ObjectCorrupted(
+                f"object {self.info.name} of {self.bucket}: its chunks do not hash to the "
+                "digest in its info"
+            )
+
+    async def _fetch_from(
+        self, last_seq: int, remaining: int, limit_s: float
+    ) -> AsyncGenerator[tuple[int, int, list[bytes]], None]:
+        """Chunks after `last_seq`; each call to the server may wait `limit_s` for an answer.
+
+        A fetch that got part of its batch when `limit_s` ran out returns that part.
+        """
+        name = f"read_{uuid.uuid4().hex}"
+        config = ConsumerConfig(
+            name=name,
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if last_seq else DeliverPolicy.ALL,
+            opt_start_seq=last_seq + 1 if last_seq else None,
+            filter_subject=self._subject,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=_CONSUMER_IDLE_S,
+        )
+        stream = self._stream
+        await self._js.add_consumer(stream, config=config, timeout=limit_s)
+        subscription = await self._js.pull_subscribe_bind(consumer=name, stream=stream)
+        try:
+            while remaining > 0:
+                messages = await subscription.fetch(min(self._batch, remaining), timeout=limit_s)
+                remaining -= len(messages)
+                meta = messages[-1].metadata
+                yield meta.sequence.stream, meta.num_pending, [m.data for m in messages]
+        finally:
+            await subscription.unsubscribe()
+            # Fire and forget: waiting for the reply costs a round trip per object, and the
+            # inactivity threshold removes the consumer anyway if this request is lost.
+            with contextlib.suppress(nats.errors.Error):
+                await self._js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}")
+
