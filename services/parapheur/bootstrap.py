@@ -26,7 +26,7 @@ from mutualis_kernel.tenants import default_tenants
 from parapheur import manifest
 from parapheur.adapters.deadlines import NatsDeadlines, ensure_stream, run_deadline_consumer
 from parapheur.adapters.documents import ObjectStoreDocuments
-from parapheur.adapters.feed import run_feed
+from parapheur.adapters.feed import run_erasure_feed, run_feed
 from parapheur.adapters.pdf import PdfChecker
 from parapheur.adapters.repository import (
     JetStreamFolders,
@@ -122,6 +122,8 @@ async def wire(
         on_saved=[board.update],
     )
     erasures = KeyValueErasures(platform.js, manifest.ERASURES)
+    # Loaded before the app is built, so that not even the first request shows an erased
+    # person; the erasure feed then brings those recorded later, by any instance.
     for tenant, digest in await erasures.all():
         board.erase_digest(tenant, digest)
 
@@ -136,10 +138,13 @@ async def wire(
     async def feed_loop(stop: asyncio.Event) -> None:
         await run_feed(platform.js, board, stop)
 
+    async def erasure_feed_loop(stop: asyncio.Event) -> None:
+        await run_erasure_feed(platform.js, manifest.ERASURES, board, stop)
+
     return Wiring(
         app=app,
         consumers=[seal_consumer(platform, deps), *erasure_consumers(platform, erasures, board)],
-        background=[feed_loop, deadlines_loop],
+        background=[feed_loop, erasure_feed_loop, deadlines_loop],
         on_stop=on_stop,
     )
 
@@ -217,6 +222,8 @@ def erasure_consumers(
     user_erased: type[Event] = identity_events.UserErased
 
     async def on_user_erased(envelope: Envelope[Event]) -> None:
+        # The consumer is shared by every instance: the bucket is what tells the others
+        # (each follows it, `run_erasure_feed`); this instance need not wait for its echo.
         user_id = str(getattr(envelope.data, "user_id"))  # noqa: B009 - identity's model
         await erasures.record(envelope.tenant, user_id)
         board.erase(envelope.tenant, user_id)

@@ -337,12 +337,14 @@ def build_router(context: ApiContext) -> APIRouter:
         events = await context.folders.history(who.tenant, folder_id)
         if not events:
             raise ApiError(404, "folder_not_found", f"no folder {folder_id}")
+        # As recorded, except that erased people are shown under their pseudonym: the stored
+        # events themselves are never rewritten.
         return [
             {
                 "id": e.id,
                 "type": e.data.event_name,
                 "time": e.time.isoformat(),
-                "data": e.data.model_dump(mode="json"),
+                "data": board.pseudonymised(who.tenant, e.data.model_dump(mode="json")),
             }
             for e in events
         ]
@@ -378,7 +380,7 @@ def build_router(context: ApiContext) -> APIRouter:
     async def my_delegations(who: Member) -> list[dict[str, Any]]:
         found = await deps.delegations.list(who.tenant)
         mine = [d for d in found if who.subject in (d.delegator, d.delegate)]
-        return [_delegation_json(d) for d in mine]
+        return [board.pseudonymised(who.tenant, _delegation_json(d)) for d in mine]
 
     @router.delete("/delegations/{delegation_id}", tags=["delegations"])
     async def revoke(

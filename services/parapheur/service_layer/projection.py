@@ -9,8 +9,9 @@ nothing else. Each instance also applies its own saves at once (`update`), so it
 their action reflected without waiting for the feed; the per-folder version keeps the two
 paths from going backwards.
 
-Erased people (identity's `user.erased`) are shown under a pseudonym in every view built here;
-the events, signatures and the stored history are not touched.
+Erased people (identity's `user.erased`) are shown under a pseudonym in every view built here
+(folder state, tasks, and through `pseudonymised` the history and the proof report); the
+events, the signatures in the PDFs and the stored history are not touched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from mutualis_kernel.events import Event
 from parapheur.domain.model import Agent, Delegation, Folder
@@ -75,8 +77,38 @@ class TaskBoard:
         self._erased.add((tenant, digest))
 
     # -- reading --------------------------------------------------------------------------
+    def is_erased(self, tenant: str, user_id: str) -> bool:
+        return (tenant, _digest(user_id)) in self._erased
+
     def shown(self, tenant: str, user_id: str) -> str:
-        return pseudonym(user_id) if (tenant, _digest(user_id)) in self._erased else user_id
+        return pseudonym(user_id) if self.is_erased(tenant, user_id) else user_id
+
+    def pseudonymised(self, tenant: str, value: Any) -> Any:
+        """`value` (JSON data, e.g. an event's payload) with every erased person replaced by
+        their pseudonym.
+
+        Every string is checked rather than a list of fields, so that a field added to an event
+        later cannot leak an id: a string that merely equals an erased id (a title "zoe") is
+        pseudonymised too, which hides nothing anyone needs. A signature of an erased person
+        also loses its certificate subject, which names them.
+        """
+        if not self._erased:
+            return value
+        if isinstance(value, str):
+            return self.shown(tenant, value)
+        if isinstance(value, list | tuple):
+            return [self.pseudonymised(tenant, item) for item in value]
+        if isinstance(value, dict):
+            shown = {key: self.pseudonymised(tenant, item) for key, item in value.items()}
+            signer = value.get("signer")
+            if (
+                isinstance(signer, str)
+                and "certificate_subject" in value
+                and self.is_erased(tenant, signer)
+            ):
+                shown["certificate_subject"] = pseudonym(signer)
+            return shown
+        return value
 
     def view(self, tenant: str, folder_id: str) -> dict[str, object] | None:
         folder = self._folders.get((tenant, folder_id))

@@ -1,8 +1,10 @@
 """The proof report of a folder: every step, actor, time, hash and signature, as JSON or HTML.
 
 Built from the folder's stored history, so it says what happened rather than what the current
-state suggests. Erased people appear under their pseudonym; certificate subjects (which are in
-the signed PDF anyway) and hashes are shown as signed.
+state suggests. Erased people appear under their pseudonym, and so does the subject of their
+signing certificate (it names them); the certificate's SHA-256 and the document hashes are
+shown as signed, so the report still pins down which certificate signed what, and the PDF
+itself keeps every signature intact.
 """
 
 from __future__ import annotations
@@ -74,9 +76,14 @@ def proof_report(
                     comment=event.comment,
                     document_sha256=event.document.sha256,
                     document_size=event.document.size,
-                    signature=event.signature.model_dump(
-                        mode="json", exclude={"signer", "on_behalf_of"}
-                    ),
+                    signature={
+                        **event.signature.model_dump(
+                            mode="json", exclude={"signer", "on_behalf_of"}
+                        ),
+                        "certificate_subject": _subject(
+                            shown, event.signature.signer, event.signature.certificate_subject
+                        ),
+                    },
                 )
             case StepRejected():
                 entry.update(
@@ -109,6 +116,7 @@ def proof_report(
                 **s.model_dump(mode="json"),
                 "signer": shown(s.signer),
                 "on_behalf_of": _maybe(shown, s.on_behalf_of),
+                "certificate_subject": _subject(shown, s.signer, s.certificate_subject),
             }
             for s in folder.signatures
         ],
@@ -118,6 +126,12 @@ def proof_report(
 
 def _maybe(shown: Shown, value: str | None) -> str | None:
     return shown(value) if value else None
+
+
+def _subject(shown: Shown, signer: str, subject: str) -> str:
+    # An erased signer's certificate subject carries their name: show the pseudonym instead.
+    alias = shown(signer)
+    return subject if alias == signer else alias
 
 
 def proof_html(report: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ erasure, against the real cluster."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from parapheur.adapters.repository import JetStreamFolders
 from parapheur.domain import errors
 from parapheur.domain.model import Agent
 from parapheur.service_layer.ports import DocumentSigner
+from parapheur.service_layer.projection import pseudonym
 
 from .conftest import (
     ARRETE,
@@ -283,15 +285,21 @@ async def test_reminder_then_overdue_fire_through_nats_schedules(parapheur: Para
     await eventually(flagged)
 
 
-async def test_an_erased_person_is_shown_under_a_pseudonym_and_signatures_stay(
+async def erase(parapheur: Parapheur, user_id: str, tenant: str = "bordeaux") -> None:
+    """What identity publishes when a person's account is erased."""
+    await parapheur.platform.publisher.publish(
+        UserErased(user_id=user_id, tenant=tenant, kind="agent"),
+        tenant=tenant,
+        aggregate_id=user_id,
+    )
+
+
+async def test_an_erased_person_is_shown_under_a_pseudonym_and_the_record_stays(
     parapheur: Parapheur,
 ) -> None:
-    folder = (await parapheur.submit(parapheur.agent("zoe"))).json()["id"]
-    await parapheur.platform.publisher.publish(
-        UserErased(user_id="zoe", tenant="bordeaux", kind="agent"),
-        tenant="bordeaux",
-        aggregate_id="zoe",
-    )
+    zoe = f"zoe-{uuid.uuid4().hex[:8]}"
+    folder = (await parapheur.submit(parapheur.agent(zoe))).json()["id"]
+    await erase(parapheur, zoe)
     reader = parapheur.agent("reader")
 
     async def pseudonymised() -> bool:
@@ -300,9 +308,46 @@ async def test_an_erased_person_is_shown_under_a_pseudonym_and_signatures_stay(
 
     await eventually(pseudonymised)
     proof = (await parapheur.http.get(f"/v1/folders/{folder}/proof", headers=reader)).json()
-    assert "zoe" not in str(proof)
+    assert zoe not in str(proof)
     history = (await parapheur.http.get(f"/v1/folders/{folder}/history", headers=reader)).json()
-    assert history[0]["data"]["submitted_by"] == "zoe"  # the record itself is untouched
+    assert history[0]["data"]["submitted_by"] == pseudonym(zoe)
+    assert zoe not in str(history)
+    # The record itself is untouched: only the views pseudonymise.
+    stored = await JetStreamFolders(parapheur.platform.store, parapheur.platform.publisher).history(
+        "bordeaux", folder
+    )
+    assert getattr(stored[0].data, "submitted_by") == zoe  # noqa: B009
+
+
+async def test_every_instance_pseudonymises_an_erasure_that_one_of_them_handled(
+    nats_cluster: LocalCluster, issuer: TestIssuer, signer: DocumentSigner, tmp_path: Path
+) -> None:
+    # The `user.erased` consumer is a durable shared by the instances: one of them handles
+    # the event, and both must stop showing the person.
+    zoe = f"zoe-{uuid.uuid4().hex[:8]}"
+    async with (
+        running_parapheur(nats_cluster, issuer, signer, tmp_path / "one") as one,
+        running_parapheur(nats_cluster, issuer, signer, tmp_path / "two") as two,
+    ):
+        await one.circuit(VISA_ONLY)
+        folder = (await one.submit(one.agent(zoe), circuit_id="note")).json()["id"]
+        await erase(one, zoe)
+        for instance in (one, two):
+            reader = instance.agent("reader")
+
+            async def pseudonymised(instance: Parapheur = instance) -> bool:
+                view = await instance.http.get(
+                    f"/v1/folders/{folder}", headers=instance.agent("reader")
+                )
+                tasks = await instance.http.get("/v1/tasks", headers=instance.agent("dave"))
+                shown = [t["submitted_by"] for t in tasks.json()["items"] if t["id"] == folder]
+                return bool(
+                    view.json()["submitted_by"] == pseudonym(zoe) and shown == [pseudonym(zoe)]
+                )
+
+            await eventually(pseudonymised)
+            history = await instance.http.get(f"/v1/folders/{folder}/history", headers=reader)
+            assert zoe not in history.text
 
 
 async def test_a_draft_is_stored_then_submitted_by_its_author(parapheur: Parapheur) -> None:

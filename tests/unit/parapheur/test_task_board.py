@@ -83,3 +83,23 @@ def test_an_erased_submitter_is_shown_under_a_pseudonym() -> None:
     view = board.view("bordeaux", "f1")
     assert view is not None
     assert view["submitted_by"] == pseudonym("sam") != "sam"
+
+
+def test_an_erased_persons_id_is_pseudonymised_wherever_it_appears_in_recorded_data() -> None:
+    board = TaskBoard()
+    board.erase("bordeaux", "bob")
+    recorded = {
+        "actor": "alice",
+        "on_behalf_of": "bob",
+        "users": ["bob", "carol"],
+        "signature": {"signer": "bob", "certificate_subject": "CN=Bob Martin, O=Bordeaux"},
+    }
+    shown = board.pseudonymised("bordeaux", recorded)
+    assert shown == {
+        "actor": "alice",
+        "on_behalf_of": pseudonym("bob"),
+        "users": [pseudonym("bob"), "carol"],
+        "signature": {"signer": pseudonym("bob"), "certificate_subject": pseudonym("bob")},
+    }
+    assert recorded["on_behalf_of"] == "bob"  # the input is left as it was
+    assert board.pseudonymised("merignac", recorded) == recorded  # erasure is per tenant
