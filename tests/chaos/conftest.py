@@ -7,14 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import nats
-import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from mutualis_kernel.bus.connection import connect
+from mutualis_kernel.bus.kv import stream_messages
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.runtime import LocalCluster
@@ -83,50 +81,16 @@ class ChaosBus:
         return Workload(self.publisher)
 
     async def stored_ids(self) -> Counter[str]:
-        """Every event id in the stream, read through the current quorum."""
-        # Creating a consumer needs a meta leader, which may still be being elected.
-        for _ in range(60):
-            try:
-                subscription = await self.js.pull_subscribe(
-                    "evt.demo.>",
-                    durable=None,
-                    stream="DEMO_EVENTS",
-                    config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
-                )
-                break
-            except (nats.errors.TimeoutError, nats.js.errors.Error):
-                await asyncio.sleep(0.5)
-        else:
-            raise AssertionError("no consumer could be created to read the stream back")
-        ids: Counter[str] = Counter()
-        # Done when the consumer says nothing is left, not at the first quiet fetch: a fetch
-        # can time out while the cluster settles after a heal, and stopping there would
-        # report events as lost that were only not read yet.
-        deadline = asyncio.get_running_loop().time() + 120
-        while True:
-            try:
-                batch = await subscription.fetch(1000, timeout=2)
-            except nats.errors.TimeoutError:
-                try:
-                    info = await subscription.consumer_info()
-                except (nats.errors.TimeoutError, nats.js.errors.Error):
-                    info = None
-                if info is not None and not info.num_pending and not info.num_ack_pending:
-                    break
-                if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(
-                        f"the stream could not be read back: {len(ids)} events read, "
-                        f"{info.num_pending if info else '?'} still pending"
-                    ) from None
-                continue
-            except nats.js.errors.ServiceUnavailableError:
-                await asyncio.sleep(0.2)  # just after a datacenter loss: ask again
-                continue
-            for message in batch:
-                ids[(message.headers or {})["ce-id"]] += 1
-                await message.ack()
-        await subscription.unsubscribe()
-        return ids
+        """Every event id in the stream, read through the current quorum.
+
+        The kernel's exact reader goes on until it has what the stream leader holds: a read
+        consumer placed on the replica that was just healed sees only what that replica has
+        caught up on, and a fetch can time out while the cluster settles (both once reported
+        events as lost that were only not read yet)."""
+        messages = stream_messages(
+            self.js, "DEMO_EVENTS", "evt.demo.>", timeout=60, creation_deadline_s=60
+        )
+        return Counter([(message.headers or {})["ce-id"] async for message in messages])
 
 
 @asynccontextmanager
