@@ -8,10 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements/dev.lock
 SYSTEM_STAMP := $(VENV)/.system-deps
+# The official SEDA 2.2 XSDs the archive validates packages against (pinned wheel, checked sha256).
+SEDA_DIR := $(VENV)/share/mutualis/seda
+SEDA_XSD := $(SEDA_DIR)/seda-2.2-main.xsd
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help install system-deps up down status test test-fast test-chaos bench lint contract lock clean
+.PHONY: help install system-deps seda-schemas up down status test test-fast test-chaos bench lint contract lock clean
 
 help:
 	@echo "make up         start the platform locally (three datacenters on 127.0.0.1)"
@@ -29,7 +32,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(SEDA_XSD)
 
 $(SYSTEM_STAMP): infra/scripts/install-system-deps.sh | $(STAMP)
 	bash infra/scripts/install-system-deps.sh
@@ -37,7 +40,13 @@ $(SYSTEM_STAMP): infra/scripts/install-system-deps.sh | $(STAMP)
 
 system-deps: $(SYSTEM_STAMP)
 
-up: $(STAMP) $(SYSTEM_STAMP)
+$(SEDA_XSD): infra/scripts/fetch-seda-xsd.sh | $(STAMP)
+	PYTHON=$(BIN)/python MUTUALIS_SEDA_XSD_DIR=$(SEDA_DIR) bash infra/scripts/fetch-seda-xsd.sh
+	@touch $(SEDA_XSD)
+
+seda-schemas: $(SEDA_XSD)
+
+up: $(STAMP) $(SYSTEM_STAMP) $(SEDA_XSD)
 	$(BIN)/mutualis up
 
 down: $(STAMP)
@@ -46,16 +55,16 @@ down: $(STAMP)
 status: $(STAMP)
 	$(BIN)/mutualis status
 
-test: $(STAMP) $(SYSTEM_STAMP)
+test: $(STAMP) $(SYSTEM_STAMP) $(SEDA_XSD)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) $(SYSTEM_STAMP)
+test-fast: $(STAMP) $(SYSTEM_STAMP) $(SEDA_XSD)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-chaos: $(STAMP) $(SYSTEM_STAMP)
+test-chaos: $(STAMP) $(SYSTEM_STAMP) $(SEDA_XSD)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-bench: $(STAMP) $(SYSTEM_STAMP)
+bench: $(STAMP) $(SYSTEM_STAMP) $(SEDA_XSD)
 	$(BIN)/python -m bench $(BENCH)
 
 lint: $(STAMP)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 import structlog
 
@@ -12,7 +11,7 @@ from archive.adapters.content import ContentStore, stage_object
 from archive.adapters.journal import JetStreamJournal
 from archive.adapters.records import RecordRepository
 from archive.adapters.seda import SedaPackages
-from archive.adapters.seda_schemas import ensure_schemas
+from archive.adapters.seda_schemas import SedaSchemasMissing, default_schema_dir, schema_dir
 from archive.adapters.timestamper import RemoteTsa
 from archive.domain import errors
 from archive.domain.commands import SYSTEM, Ingest
@@ -31,9 +30,6 @@ from mutualis_kernel.http import create_app
 from mutualis_kernel.runner import Platform, Wiring
 
 log = structlog.get_logger("archive")
-
-#: Where the SEDA XSDs are fetched when a package is exported or imported.
-SEDA_DIR = Path(".tools/seda")
 
 
 def build_service(
@@ -140,7 +136,14 @@ async def wire(platform: Platform, timestamper: Timestamper | None = None) -> Wi
     assert isinstance(settings, ArchiveSettings)
     service = build_service(platform, settings, timestamper)
     verifier = TokenVerifier(settings.issuer_url, "mutualis:archive")
-    seda = SedaPackages(service, ensure_schemas(SEDA_DIR), settings.work_dir)
+    xsd_dir = settings.seda_xsd_dir or default_schema_dir()
+    try:
+        schema_dir(xsd_dir)
+    except SedaSchemasMissing as error:
+        # Said at start-up so the operator learns it before an archivist does; everything but
+        # SEDA export and import still works, and those answer 503 with the same message.
+        log.warning("archive.seda_schemas_missing", error=str(error))
+    seda = SedaPackages(service, xsd_dir, settings.work_dir)
     app = create_app(
         title="Mutualis archive",
         version="0.1.0",

@@ -13,7 +13,7 @@ from archive.adapters.content import ContentStore
 from archive.adapters.journal import JetStreamJournal
 from archive.adapters.records import RecordRepository
 from archive.adapters.seda import SedaPackages
-from archive.adapters.seda_schemas import ensure_schemas
+from archive.adapters.seda_schemas import default_schema_dir
 from archive.adapters.timestamper import RemoteTsa
 from archive.domain.commands import SYSTEM
 from archive.manifest import CONTENT
@@ -107,9 +107,10 @@ async def export(
     tenant: str,
     out: Path,
     record_ids: list[str] | None = None,
-    seda_dir: Path = Path(".tools/seda"),
 ) -> ExportReport:
     service = service_for(js, settings)
-    packages = SedaPackages(service, ensure_schemas(seda_dir), settings.work_dir)
+    packages = SedaPackages(
+        service, settings.seda_xsd_dir or default_schema_dir(), settings.work_dir
+    )
     ids = await packages.export(tenant, record_ids, out, SYSTEM)
     return ExportReport(tenant=tenant, package=out, record_ids=ids)

@@ -33,3 +33,10 @@ class ArchiveSettings(KernelSettings):
     )
     fixity_cycle_s: float = Field(default=24 * 3600.0, gt=0, description="Pause between audits.")
     work_dir: Path | None = Field(default=None, description="Temp files of uploads (None: system).")
+    seda_xsd_dir: Path | None = Field(
+        default=None,
+        description=(
+            "The official SEDA 2.2 XSDs, installed at setup (`make seda-schemas`); "
+            "default: <venv>/share/mutualis/seda."
+        ),
+    )

@@ -9,8 +9,15 @@ from pathlib import Path
 
 from lxml import etree
 
-from archive.adapters.seda_schemas import ensure_schemas, validate
-from integration.archive.conftest import ArchiveEnv, expired_metadata, sample_metadata
+from archive.adapters.seda_schemas import validate
+from integration.archive.conftest import (
+    ArchiveEnv,
+    expired_metadata,
+    running_archive,
+    sample_metadata,
+)
+from mutualis_kernel.runtime.cluster import LocalCluster
+from mutualis_trust.pki import DevPki
 
 DOC = b"%PDF-1.4\n%minimal\n" + b"x" * 5000 + b"\n%%EOF\n"
 
@@ -74,7 +81,7 @@ async def test_an_agent_cannot_approve_a_disposal(archive: ArchiveEnv) -> None:
 
 
 async def test_a_seda_export_validates_and_imports_into_another_tenant_identically(
-    archive: ArchiveEnv,
+    archive: ArchiveEnv, seda_xsd_dir: Path
 ) -> None:
     source, target = "blanquefort", "le-haillan"
     metadata = sample_metadata(
@@ -93,7 +100,7 @@ async def test_a_seda_export_validates_and_imports_into_another_tenant_identical
     assert export.status_code == 200, export.text
     with zipfile.ZipFile(io.BytesIO(export.content)) as package:
         manifest = package.read("manifest.xml")
-    assert validate(manifest, ensure_schemas(Path(".tools/seda"))) == []
+    assert validate(manifest, seda_xsd_dir) == []
 
     imported = await archive.http.post(
         f"/v1/archive/{target}/imports",
@@ -117,9 +124,23 @@ async def test_a_seda_export_validates_and_imports_into_another_tenant_identical
         assert copy["tenant"] == target
 
 
-def test_the_validator_really_rejects_an_invalid_manifest() -> None:
-    xsd = ensure_schemas(Path(".tools/seda"))
+def test_the_validator_really_rejects_an_invalid_manifest(seda_xsd_dir: Path) -> None:
     broken = etree.tostring(
         etree.Element("{fr:gouv:culture:archivesdefrance:seda:v2.2}ArchiveTransfer")
     )
-    assert validate(broken, xsd) != []
+    assert validate(broken, seda_xsd_dir) != []
+
+
+async def test_without_the_schemas_export_answers_503_naming_the_make_target(
+    nats_cluster: LocalCluster, pki: DevPki, tmp_path: Path
+) -> None:
+    tenant = "blanquefort"
+    empty = tmp_path / "no-schemas"
+    async with running_archive(nats_cluster, pki, tmp_path, seda_xsd_dir=empty) as archive:
+        assert (await archive.ingest(tenant, DOC, key="no-xsd")).status_code == 201
+        export = await archive.http.post(
+            f"/v1/archive/{tenant}/exports", json={}, headers=archive.headers(tenant)
+        )
+    assert export.status_code == 503, export.text
+    assert export.json()["error"] == "seda_schemas_missing"
+    assert "make seda-schemas" in export.json()["detail"]
