@@ -162,7 +162,8 @@ def build_app(
         version=__version__,
         settings=settings,
         readiness={
-            "nats": nats_readiness(lambda: platform.nc, lambda: platform.js, ["PARAPHEUR_EVENTS"])
+            "nats": nats_readiness(lambda: platform.nc, lambda: platform.js, ["PARAPHEUR_EVENTS"]),
+            "tasks": board_readiness(board),
         },
         upload_limits={"/v1/folders": settings.max_upload_bytes},
     )

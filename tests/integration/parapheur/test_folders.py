@@ -8,17 +8,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from nats.js.errors import NotFoundError
 
 from identity.domain.events import UserErased
+from mutualis_kernel.runner import open_platform
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.testing.issuer import TestIssuer
 from mutualis_kernel.testing.span_capture import SpanCapture
 from mutualis_trust.testing import encrypted_pdf
 from parapheur.adapters.repository import JetStreamFolders
+from parapheur.bootstrap import wire
 from parapheur.domain import errors
 from parapheur.domain.model import Agent
+from parapheur.manifest import MANIFEST
 from parapheur.service_layer.ports import DocumentSigner
 from parapheur.service_layer.projection import pseudonym
 
@@ -29,6 +33,7 @@ from .conftest import (
     Parapheur,
     eventually,
     running_parapheur,
+    settings_for,
 )
 
 
@@ -242,22 +247,42 @@ async def test_a_restart_mid_circuit_loses_nothing(
     async with running_parapheur(nats_cluster, issuer, signer, tmp_path) as second:
         bob = second.agent("bob", "bordeaux", substantial=True)
 
-        async def bob_sees_it() -> bool:
-            tasks = (await second.http.get("/v1/tasks", headers=bob)).json()
-            return folder in [t["id"] for t in tasks["items"]]
-
         async def ready() -> bool:
             return (await second.http.get("/readyz")).status_code == 200
 
         await eventually(ready)
-
-        async def ready() -> bool:
-            return (await second.http.get("/readyz")).status_code == 200
-
-        await eventually(ready)
-        await eventually(bob_sees_it)
+        # Ready means the task board has replayed the stream: bob's task is there at once.
+        tasks = (await second.http.get("/v1/tasks", headers=bob)).json()
+        assert folder in [t["id"] for t in tasks["items"]]
         signed = await second.act(folder, 1, "sign", bob)
         assert signed.json()["status"] == "signed", signed.text
+
+
+async def test_an_instance_is_not_ready_until_its_task_board_has_replayed_the_stream(
+    nats_cluster: LocalCluster, issuer: TestIssuer, signer: DocumentSigner, tmp_path: Path
+) -> None:
+    platform = await open_platform(settings_for(nats_cluster, tmp_path), MANIFEST)
+    stop = asyncio.Event()
+    try:
+        wiring = await wire(platform, signer=signer, verifier=issuer.verifier("mutualis:parapheur"))
+        transport = httpx.ASGITransport(app=wiring.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://parapheur") as http:
+            # Nothing replays the stream yet (the loops are not started): not ready.
+            before = await http.get("/readyz")
+            assert before.status_code == 503, before.text
+            assert before.json()["checks"]["nats"] == "ok"
+            assert before.json()["checks"]["tasks"] != "ok"
+            loops = [asyncio.create_task(loop(stop)) for loop in wiring.background]
+
+            async def ready() -> bool:
+                return (await http.get("/readyz")).status_code == 200
+
+            await eventually(ready)
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*loops), 20)
+    finally:
+        stop.set()
+        await platform.nc.drain()
 
 
 async def test_reminder_then_overdue_fire_through_nats_schedules(parapheur: Parapheur) -> None:
