@@ -6,7 +6,9 @@ poppler's `pdfsig` (an independent verifier with its own NSS trust store), and t
 (`inspect_pdf`). Every signature is an incremental update, so earlier signatures stay valid.
 
 Documents flow through seekable file objects: pyHanko reads the cross-reference table and the
-objects it needs, copies the original bytes to the output and appends the new revision.
+objects it needs, copies the original bytes to the output and appends the new revision. The
+output must be readable too (a file opened "w+b"): pyHanko writes the signed document straight
+into it only then, and otherwise builds the whole document in memory and copies it at the end.
 It must not decide who signs nor hold keys: signers come from `pkcs11.Token` /
 `identities.SigningIdentities`.
 """
@@ -32,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.misc import PdfError, prepare_rw_output_stream
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
@@ -210,6 +212,21 @@ def http_timestamper(tsa_url: str, *, timeout: float = 30) -> TimeStamper:
     return _HttpTimestamper(tsa_url, timeout)
 
 
+def _check_output(output_stream: BinaryIO) -> None:
+    """Refuse an output pyHanko would not sign into: a write-only stream (`open(path, "wb")`)
+    makes it render the whole signed document into an in-memory buffer, copied out at the end.
+    pyHanko's own test decides, so this follows it if it ever changes."""
+    try:
+        direct = prepare_rw_output_stream(output_stream) is output_stream
+    except OSError:
+        direct = False
+    if not direct:
+        raise ValueError(
+            "the output of sign_pdf must be readable, writable and seekable (open it 'w+b'): "
+            "pyHanko would otherwise hold the whole signed PDF in memory"
+        )
+
+
 def _stamp_box(existing_signatures: int) -> tuple[int, int, int, int]:
     # Stamps tile the bottom of the first page, three per row, so later ones never hide earlier.
     col, row = existing_signatures % 3, existing_signatures // 3
@@ -236,13 +253,16 @@ async def sign_pdf(
     """Add one incremental PAdES signature to the PDF read from `input_stream`.
 
     `input_stream` must be seekable; the signed document (original bytes + the new revision) is
-    written to `output_stream`. B-T and B-LTA need `tsa_url` or a `timestamper` (see
+    written to `output_stream`, which must be readable, writable and seekable (a file opened
+    "w+b", or a BytesIO): pyHanko then writes into it directly (a `ValueError` otherwise, see
+    `_check_output`). B-T and B-LTA need `tsa_url` or a `timestamper` (see
     `http_timestamper`: reusing one saves a TSA round trip per signature); B-LTA also needs
     `trust_roots` (the CA and TSA chains whose validation data it embeds).
 
     CPU-bound for tens of milliseconds (pyHanko builds and hashes the revision in Python): a
     service should run it off its event loop, e.g. `asyncio.to_thread(asyncio.run, ...)`.
     """
+    _check_output(output_stream)
     if level in ("B-T", "B-LTA") and not (tsa_url or timestamper):
         raise PadesError(f"PAdES {level} needs a timestamp authority URL")
     if level == "B-LTA" and not trust_roots:

@@ -25,8 +25,14 @@ from mutualis_trust.pkcs11 import SOFTHSM_MISSING, SoftHsm, TokenConfig, softhsm
 from mutualis_trust.pki import DevPki
 
 
-def minimal_pdf(text: str = "Mutualis test document", pages: int = 1) -> bytes:
-    """A small valid PDF (Helvetica text, `pages` A4 pages) with an exact cross-reference table."""
+def minimal_pdf(
+    text: str = "Mutualis test document", pages: int = 1, *, padding_bytes: int = 0
+) -> bytes:
+    """A small valid PDF (Helvetica text, `pages` A4 pages) with an exact cross-reference table.
+
+    `padding_bytes` adds an unreferenced stream of that size: a large document that is cheap to
+    build, which a signer copies and hashes like any embedded image.
+    """
     safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
     objects: list[bytes] = []
     page_ids = [4 + 2 * i for i in range(pages)]
@@ -41,6 +47,9 @@ def minimal_pdf(text: str = "Mutualis test document", pages: int = 1) -> bytes:
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {page_ids[n] + 1} 0 R >>".encode()
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+    if padding_bytes:
+        filler = b"0" * padding_bytes
+        objects.append(b"<< /Length %d >>\nstream\n" % len(filler) + filler + b"\nendstream")
     out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):

@@ -70,7 +70,9 @@ class TrustSigner:
         signer = self._signer_for(request)
         certificate = signer.signing_cert
         subject = certificate.subject.human_friendly if certificate is not None else ""
-        with pdf_in.open("rb") as source, pdf_out.open("wb") as target:
+        # "w+b", not "wb": pyHanko signs into the output file only if it can read it back;
+        # a write-only file makes it build the whole signed PDF in memory first.
+        with pdf_in.open("rb") as source, pdf_out.open("w+b") as target:
             signed = asyncio.run(
                 sign_pdf(
                     source,

@@ -58,3 +58,22 @@ async def test_signatures_made_at_once_through_one_token_all_validate(
         if pdfsig_available():
             checked = await asyncio.to_thread(pdfsig_verify, signed, trust_env.pki.ca_pem_path)
             assert checked.all_valid_and_trusted, checked.output
+
+
+async def test_a_large_pdf_is_signed_from_file_to_file(
+    signer: DocumentSigner, trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    # sign_pdf refuses an output pyHanko could not sign into directly (a write-only file would
+    # make it build the whole signed PDF in memory), so this passing means file to file.
+    source, target = tmp_path / "large.pdf", tmp_path / "large-signed.pdf"
+    source.write_bytes(minimal_pdf("Dossier volumineux", padding_bytes=8 * 1024 * 1024))
+
+    applied = await signer.sign(_request(0, "bordeaux", "seal"), source, target)
+
+    original = source.read_bytes()
+    with target.open("rb") as signed:
+        assert signed.read(len(original)) == original  # an incremental update: bytes kept
+        assert signed.read(1)  # ... and the new revision after them
+    assert applied.level == "B-T"
+    report = await validate_pdf(target, [trust_env.pki.ca_pem_path])
+    assert report.all_ok, report

@@ -56,7 +56,7 @@ def two_signatures(trust_env: TrustEnv, tmp_path: Path) -> SignedPdfFactory:
             identities = SigningIdentities(trust_env.pki, token)
             seal = identities.seal_signer("pades", "Ville de Test")
             agent = identities.agent_signer("pades", "Ville de Test", "u-7", "Claire Petit")
-            with source.open("rb") as i, sealed.open("wb") as o:
+            with source.open("rb") as i, sealed.open("w+b") as o:
                 await sign_pdf(
                     i,
                     o,
@@ -67,7 +67,7 @@ def two_signatures(trust_env: TrustEnv, tmp_path: Path) -> SignedPdfFactory:
                     reason="Cachet",
                     location="Lyon",
                 )
-            with sealed.open("rb") as i, signed.open("wb") as o:
+            with sealed.open("rb") as i, signed.open("w+b") as o:
                 await sign_pdf(
                     i,
                     o,
@@ -151,7 +151,7 @@ async def test_b_lta_adds_a_document_timestamp_that_validates(
     out = tmp_path / "lta.pdf"
     with Token.open(trust_env.token) as token:
         seal = SigningIdentities(trust_env.pki, token).seal_signer("pades", "Ville de Test")
-        with path.open("rb") as i, out.open("wb") as o:
+        with path.open("rb") as i, out.open("w+b") as o:
             await sign_pdf(
                 i,
                 o,
@@ -177,6 +177,19 @@ async def test_b_t_without_a_tsa_and_encrypted_input_are_refused(trust_env: Trus
             await sign_pdf(
                 io.BytesIO(encrypted_pdf()), io.BytesIO(), seal, field_name="s", level="B-B"
             )
+
+
+async def test_a_write_only_output_is_refused_before_anything_is_signed(
+    trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    # pyHanko would sign into an in-memory copy of the whole document and copy it out at the
+    # end: a large PDF would sit in memory whole.
+    out = tmp_path / "signed.pdf"
+    with Token.open(trust_env.token) as token, out.open("wb") as write_only:
+        seal = SigningIdentities(trust_env.pki, token).seal_signer("pades", "Ville de Test")
+        with pytest.raises(ValueError, match="w\\+b"):
+            await sign_pdf(io.BytesIO(minimal_pdf()), write_only, seal, field_name="s", level="B-B")
+    assert out.stat().st_size == 0
 
 
 async def test_an_unreachable_tsa_is_a_signing_error(trust_env: TrustEnv) -> None:
