@@ -1,9 +1,13 @@
-"""What `mutualis archive verify|seals|seal-export|export` call: functions taking a JetStream
-context (and settings for the TSA) and returning pydantic reports. No printing here."""
+"""What `mutualis archive verify|seals|seal|seal-export|export|import` call: functions taking a
+JetStream context and the archive's settings (TSA, trust anchors, SEDA schemas) and returning
+pydantic reports. They run the archive's own service layer in the caller's process, so a
+verification does not depend on the archive service being up. No printing here.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 from pathlib import Path
 
 from nats.js import JetStreamContext
@@ -15,7 +19,7 @@ from archive.adapters.records import RecordRepository
 from archive.adapters.seda import SedaPackages
 from archive.adapters.seda_schemas import default_schema_dir
 from archive.adapters.timestamper import RemoteTsa
-from archive.domain.commands import SYSTEM
+from archive.domain.commands import Actor
 from archive.manifest import CONTENT
 from archive.service_layer.handlers import ArchiveService
 from archive.service_layer.ports import Timestamper
@@ -23,6 +27,10 @@ from archive.service_layer.reports import SealInfo, VerifyReport
 from archive.settings import ArchiveSettings
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.bus.store import EventStore
+
+#: Who the journal names for what the command line does (an archivist's rights, no person's
+#: name: journal entries hold subject ids only).
+CLI_ACTOR = Actor("operator:mutualis-cli", frozenset({"archivist"}))
 
 
 class SealExport(BaseModel):
@@ -36,6 +44,12 @@ class SealExport(BaseModel):
 
 
 class ExportReport(BaseModel):
+    tenant: str
+    package: Path
+    record_ids: list[str]
+
+
+class ImportReport(BaseModel):
     tenant: str
     package: Path
     record_ids: list[str]
@@ -55,6 +69,10 @@ def service_for(
     )
 
 
+def packages_for(service: ArchiveService, settings: ArchiveSettings) -> SedaPackages:
+    return SedaPackages(service, settings.seda_xsd_dir or default_schema_dir(), settings.work_dir)
+
+
 async def verify(
     js: JetStreamContext,
     settings: ArchiveSettings,
@@ -72,11 +90,16 @@ async def seals(js: JetStreamContext, settings: ArchiveSettings, tenant: str) ->
     return await service_for(js, settings).seals(tenant)
 
 
+async def seal(js: JetStreamContext, settings: ArchiveSettings, tenant: str) -> SealInfo:
+    """Seal the tenant's journal now (`errors.NothingToSeal` when nothing is new)."""
+    return await service_for(js, settings).seal(tenant)
+
+
 async def seal_export(
     js: JetStreamContext, settings: ArchiveSettings, tenant: str, number: int, out: Path
 ) -> SealExport:
     """Write seal `number`'s token (.tsr), the exact bytes it timestamps and the TSA chain."""
-    seal = await service_for(js, settings).find_seal(tenant, number)
+    stored = await service_for(js, settings).find_seal(tenant, number)
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a CLI helper, one small write
     stem = f"{tenant}-seal-{number:06d}"
     data_file, token_file, chain_file = (
@@ -84,9 +107,9 @@ async def seal_export(
         out / f"{stem}.tsr",
         out / f"{stem}-tsa-chain.pem",
     )
-    data_file.write_bytes(seal.statement_bytes)
-    token_file.write_bytes(base64.b64decode(seal.tsr_b64))
-    chain_file.write_text(seal.tsa_chain_pem)
+    data_file.write_bytes(stored.statement_bytes)
+    token_file.write_bytes(base64.b64decode(stored.tsr_b64))
+    chain_file.write_text(stored.tsa_chain_pem)
     return SealExport(
         tenant=tenant,
         number=number,
@@ -108,9 +131,25 @@ async def export(
     out: Path,
     record_ids: list[str] | None = None,
 ) -> ExportReport:
+    """A SEDA 2.2 ArchiveTransfer of the records (every active one when `record_ids` is None).
+
+    Written beside `out` and renamed once complete: a failed export leaves no package that
+    looks whole."""
     service = service_for(js, settings)
-    packages = SedaPackages(
-        service, settings.seda_xsd_dir or default_schema_dir(), settings.work_dir
-    )
-    ids = await packages.export(tenant, record_ids, out, SYSTEM)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        ids = await packages_for(service, settings).export(tenant, record_ids, partial, CLI_ACTOR)
+        partial.replace(out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
     return ExportReport(tenant=tenant, package=out, record_ids=ids)
+
+
+async def import_package(
+    js: JetStreamContext, settings: ArchiveSettings, tenant: str, package: Path
+) -> ImportReport:
+    """Validate a SEDA 2.2 package and ingest its records into `tenant` (hashes checked)."""
+    service = service_for(js, settings)
+    ids = await packages_for(service, settings).import_package(tenant, package, CLI_ACTOR)
+    return ImportReport(tenant=tenant, package=package, record_ids=ids)

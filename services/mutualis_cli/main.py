@@ -20,6 +20,7 @@ from nats.js.errors import APIError
 from rich.console import Console
 
 from mutualis_cli import deadletters, platform, status, tail
+from mutualis_cli.archive import archive_app
 from mutualis_cli.audit import audit as audit_command
 from mutualis_cli.backup import backup_command, restore_command
 from mutualis_cli.demo import demo as run_demo
@@ -52,6 +53,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(k8s_app, name="k8s")
 app.add_typer(dev_app, name="dev")
+app.add_typer(archive_app, name="archive")
 app.command()(run_demo)
 app.command("drill")(run_drill)
 app.command("audit")(audit_command)
