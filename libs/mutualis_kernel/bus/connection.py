@@ -68,6 +68,14 @@ def abandon_requests_in_flight(client: NATS) -> int:
     return abandoned
 
 
+def inbox_prefix(service: str) -> str:
+    """Where a service's replies come back (`_INBOX.<service>.<id>`).
+
+    Its own prefix, so that the server can let each service read only its own replies and
+    the messages pulled by its own consumers (`runtime.security`), not another service's."""
+    return f"_INBOX.{service}"
+
+
 async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
     """A NATS connection that survives a datacenter loss.
 
@@ -101,6 +109,7 @@ async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
         max_reconnect_attempts=-1,
         dont_randomize=True,
         allow_reconnect=True,
+        inbox_prefix=inbox_prefix(settings.service_name),
         user_credentials=settings.nats_credentials_file,
         nkeys_seed=settings.nats_nkey_seed_file,
         tls=tls,

@@ -20,6 +20,7 @@ from pathlib import Path
 import nkeys
 
 from mutualis_kernel.bus import deadletter
+from mutualis_kernel.bus.connection import inbox_prefix
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import DEAD_LETTER_STREAM, REPLAY_STREAM, Resources
@@ -151,7 +152,9 @@ def service_permissions(manifest: ServiceManifest) -> tuple[tuple[str, ...], tup
         publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.CREATE.{stream}"]
     for consumer in manifest.consumers:
         publish += _consumer_permissions(consumer)
-    subscribe = ["_INBOX.>"]
+    # Replies and pulled messages come to the service's own inbox prefix, not `_INBOX.>`:
+    # another service cannot read them.
+    subscribe = [f"{inbox_prefix(manifest.name)}.>"]
     subscribe += [f"$KV.{kv.bucket}.>" for kv in resources.key_values]
     return tuple(dict.fromkeys(publish)), tuple(subscribe)
 

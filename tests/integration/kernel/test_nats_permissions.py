@@ -12,6 +12,7 @@ from nats.js.api import ConsumerConfig
 from archive.manifest import MANIFEST as ARCHIVE
 from archive.manifest import PARAPHEUR_DOCUMENTS
 from identity.manifest import MANIFEST as IDENTITY
+from mutualis_kernel.bus.connection import inbox_prefix
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.runtime.security import OPERATOR, NatsSecurity, build_security
 from mutualis_kernel.service import ServiceManifest
@@ -36,10 +37,12 @@ async def secured(
 
 
 async def connect(cluster: LocalCluster, security: NatsSecurity, user: str) -> NATS:
+    # As the kernel connects: a service's replies come to its own inbox prefix.
     return await nats.connect(
         servers=cluster.client_urls,
         nkeys_seed=str(security.seed_for(user)),
         allow_reconnect=False,
+        inbox_prefix=inbox_prefix(user),
     )
 
 
@@ -132,3 +135,38 @@ async def test_parapheur_schedules_reminders_on_its_private_stream(
     ack = await nc.jetstream().publish("parapheur.deadline.schedule.bordeaux.f1.reminder", b"x")
     assert ack.stream == "PARAPHEUR_DEADLINES"
     await nc.close()
+
+
+async def test_a_service_cannot_read_another_services_replies(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    # Replies (and the messages a pull consumer delivers) travel on inbox subjects: a service
+    # that could subscribe to `_INBOX.>` would read what the others fetch.
+    errors: list[Exception] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(error)
+
+    cluster, security = secured
+    spy = await nats.connect(
+        servers=cluster.client_urls,
+        nkeys_seed=str(security.seed_for(PARAPHEUR.name)),
+        allow_reconnect=False,
+        inbox_prefix=inbox_prefix(PARAPHEUR.name),
+        error_cb=on_error,
+    )
+    seen: list[bytes] = []
+
+    async def keep(message: nats.aio.msg.Msg) -> None:
+        seen.append(message.data)
+
+    await spy.subscribe(f"{inbox_prefix(IDENTITY.name)}.>", cb=keep)
+    await spy.flush()
+    identity = await as_service(secured, IDENTITY)
+    info = await identity.jetstream().stream_info("IDENTITY_EVENTS")
+    await identity.close()
+    await spy.flush()
+    await spy.close()
+    assert info.config.name == "IDENTITY_EVENTS"  # identity got its own reply
+    assert seen == []
+    assert any("permissions violation" in str(error).lower() for error in errors)
