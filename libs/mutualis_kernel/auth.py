@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+import structlog
 from fastapi import HTTPException, Request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from opentelemetry import trace
 
 #: Asymmetric algorithms only: an HMAC "signature" would let anyone holding the public key mint
 #: tokens, and `none` is no signature at all.
@@ -270,6 +272,10 @@ def authenticated(
         except AuthError as error:
             raise error.to_http() from None
         request.state.principal = principal
+        # The tenant of a verified token, never a header a caller could set: what SREs filter
+        # a request's trace and log lines on.
+        trace.get_current_span().set_attribute("mutualis.tenant", principal.tenant)
+        structlog.contextvars.bind_contextvars(tenant=principal.tenant)
         return principal
 
     return dependency

@@ -239,8 +239,9 @@ class RequestContext:
         context: dict[str, str] = {"request_id": request_id}
         tenant = _header(scope, TENANT_HEADER)
         if tenant and SLUG_PATTERN.match(tenant):
+            # A hint for the log lines of unauthenticated calls; spans take the tenant of the
+            # verified token only (`auth.authenticated`).
             context["tenant"] = tenant
-            trace.get_current_span().set_attribute("mutualis.tenant", tenant)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -82,6 +84,7 @@ def setup_telemetry(
     exporting = _otlp_wanted("TRACES")
     tracer_provider = _tracer_provider(resource, exporting=exporting)
     meter_provider = _meter_provider(resource, exporting=_otlp_wanted("METRICS"))
+    _instrument_http_clients()
     _installed = Telemetry(
         service_name=service_name,
         enabled=True,
@@ -103,6 +106,16 @@ def current_trace_ids() -> tuple[str | None, str | None]:
     if not context.is_valid:
         return None, None
     return trace.format_trace_id(context.trace_id), trace.format_span_id(context.span_id)
+
+
+def _instrument_http_clients() -> None:
+    """CLIENT spans, with trace context sent along, for every outgoing HTTP call.
+
+    The services call out through httpx (JWKS, SMS gateways, status callbacks) and aiohttp
+    (pyHanko's timestamp client): an SRE sees the TSA or a gateway in the trace of the request
+    that waited for it."""
+    HTTPXClientInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument()
 
 
 def _install_propagators() -> None:

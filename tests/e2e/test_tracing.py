@@ -65,6 +65,15 @@ async def test_a_folder_journey_is_one_trace_through_every_service(
 
     server_spans = [s for s in spans if s.kind == "server"]
     assert {s.service for s in server_spans} >= {"identity", "parapheur", "archive"}
+    # A request made with a token carries the token's tenant (never a header's).
+    parapheur_requests = [s for s in server_spans if s.service == "parapheur"]
+    assert parapheur_requests
+    assert all(s.attributes.get("mutualis.tenant") == "floirac" for s in parapheur_requests)
+
+    # The signature waited for the timestamping authority: a CLIENT span in the same trace.
+    tsa_calls = [s for s in spans if s.kind == "client" and s.service == "parapheur"]
+    assert tsa_calls, "no HTTP client span for the TSA under the signature"
+    assert all(by_id.get(s.parent_span_id) or s.parent_span_id == root_id for s in tsa_calls)
     for span in spans:
         assert span.resource.get("cloud.availability_zone") == "dc1"
 
