@@ -148,6 +148,9 @@ def _run(
         _fail(error.detail)
     except UNREACHABLE as error:
         _fail(f"the platform stopped answering: {error!r}", unreachable_code)
+    except OSError as error:
+        # After the ones above (TimeoutError is an OSError): a file that cannot be written.
+        _fail(str(error))
 
 
 @archive_app.command("verify")

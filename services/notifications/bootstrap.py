@@ -14,6 +14,7 @@ from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.events import Envelope, Event, catalog
 from mutualis_kernel.health import nats_readiness
 from mutualis_kernel.http import create_app
+from mutualis_kernel.metrics import DomainMetrics
 from mutualis_kernel.runner import Platform, Wiring, run
 from mutualis_kernel.tenants import default_tenants
 from notifications import manifest
@@ -37,7 +38,11 @@ PRODUCERS = {
 }
 
 
-def email_sender(settings: NotificationsSettings) -> FailoverEmail:
+def email_sender(
+    settings: NotificationsSettings, *, metrics: DomainMetrics | None = None
+) -> FailoverEmail:
+    """The relays, primary then secondary; every attempt counted on `metrics` (by default
+    the service's domain metrics)."""
     common = {
         "starttls": settings.smtp_starttls,
         "username": settings.smtp_username,
@@ -57,14 +62,17 @@ def email_sender(settings: NotificationsSettings) -> FailoverEmail:
                 **common,  # type: ignore[arg-type]
             )
         )
-    return FailoverEmail(relays)
+    return FailoverEmail(relays, metrics or handlers.METRICS)
 
 
 def sms_sender(settings: NotificationsSettings) -> FailoverSms:
     token = settings.sms_gateway_token.get_secret_value() if settings.sms_gateway_token else None
-    gateways = [JsonHttpGateway("sms-primary", settings.sms_gateway_url, token)]
+    timeout = settings.sms_timeout_s
+    gateways = [JsonHttpGateway("sms-primary", settings.sms_gateway_url, token, timeout)]
     if settings.sms_secondary_gateway_url:
-        gateways.append(JsonHttpGateway("sms-secondary", settings.sms_secondary_gateway_url, token))
+        gateways.append(
+            JsonHttpGateway("sms-secondary", settings.sms_secondary_gateway_url, token, timeout)
+        )
     return FailoverSms(gateways)
 
 

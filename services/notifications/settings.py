@@ -30,13 +30,16 @@ class NotificationsSettings(KernelSettings):
     sms_gateway_url: str = "http://127.0.0.1:8026/sms"
     sms_secondary_gateway_url: str | None = None
     sms_gateway_token: SecretStr | None = None
+    #: Per request; past it, a gateway that got the request may have taken it (ambiguous).
+    sms_timeout_s: float = Field(default=10.0, gt=0)
     # Delivery behaviour.
     max_attempts: int = 5
     retry_first_delay_s: float = 1.0
     retry_max_delay_s: float = 300.0
     #: How long a claimed attempt is presumed alive; past it, an entry still `sending` is
-    #: resolved without a second send (see docs/notifications.md).
-    sending_lease_s: float = 60.0
+    #: claimed again if its hand-off never began, else settled without a second send (see
+    #: docs/notifications.md). Keep it above the longest hand-off (SMTP timeout x 4).
+    sending_lease_s: float = Field(default=60.0, gt=0)
     delivery_ack_wait_s: float = 15.0
     rate_per_s: float = 50.0
     rate_burst: float = 100.0

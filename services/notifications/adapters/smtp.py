@@ -1,7 +1,20 @@
 """Email over SMTP with aiosmtplib: STARTTLS when configured (then required), AUTH, failover.
 
-SMTP replies map to the delivery status machine: 4xx -> temporary failure, 5xx -> permanent
-failure, a relay that cannot be reached -> try the secondary relay, then temporary failure.
+A mail is handed off in three phases, and what a failure means depends on the phase:
+
+1. the session (connect, greeting, EHLO, STARTTLS, AUTH): any failure means this relay is
+   unavailable and nothing of the mail reached it -> the secondary relay is tried;
+2. the envelope (MAIL FROM, RCPT TO): a 4xx/5xx reply is the relay's judgement of this mail
+   (4xx -> temporary failure, 5xx -> permanent, no failover); a disconnect or timeout means
+   the relay is unavailable, still with nothing accepted -> failover;
+3. the content, from the DATA command on: the service layer's `hand_off` callback is awaited
+   just before it (the ledger records that the hand-off began); a 4xx/5xx reply is again a
+   judgement, but a disconnect or timeout is *ambiguous* -- the relay may have queued the
+   mail before the connection broke -- so it is neither retried nor failed over
+   (`DeliveryAmbiguous`, at-most-once).
+
+Every attempt on a relay is counted by `DomainMetrics.smtp_attempt` with the relay's role
+(`primary`, or `fallback` once we failed over), which the SMTP failover alerts watch.
 
 Connections are kept open between mails (a small pool per relay): connecting, EHLO, STARTTLS
 and AUTH cost more than the mail itself on a busy relay. A pooled connection is only reused
@@ -19,8 +32,34 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 import aiosmtplib
+from aiosmtplib.email import flatten_message
 
-from notifications.service_layer.ports import Accepted, DeliveryError, OutgoingEmail
+from mutualis_kernel.metrics import DomainMetrics, RelayRole
+from notifications.service_layer.ports import (
+    Accepted,
+    DeliveryAmbiguous,
+    DeliveryError,
+    HandOff,
+    OutgoingEmail,
+)
+
+#: Errors that mean the connection broke or the relay stopped answering (not a reply).
+_CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+
+
+class RelayUnavailable(DeliveryError):
+    """The relay could not take the mail, and provably did not: the next relay may."""
+
+    def __init__(self, reason: str, provider: str) -> None:
+        super().__init__(reason, permanent=False, provider=provider)
+
+
+def _judgement(name: str, error: aiosmtplib.SMTPResponseException) -> DeliveryError:
+    return DeliveryError(
+        f"{name}: {error.code} {error.message}",
+        permanent=500 <= error.code < 600,
+        provider=name,
+    )
 
 
 @dataclass
@@ -51,7 +90,7 @@ class SmtpRelay:
         message["Subject"] = email.subject
         message["Date"] = formatdate(localtime=False)
         # Deterministic per notification: a receiver that dedupes on Message-ID sees one
-        # message even if an ambiguous hand-off were ever retried.
+        # message even if an operator ever resends an ambiguous one.
         message["Message-ID"] = email.message_id
         for name, value in email.headers.items():
             message[name] = value
@@ -60,7 +99,8 @@ class SmtpRelay:
             message.add_alternative(email.html, subtype="html")
         return message
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _session(self) -> aiosmtplib.SMTP:
+        """A fresh session ready for a transaction; `RelayUnavailable` when there is none."""
         client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -71,18 +111,26 @@ class SmtpRelay:
             tls_context=self._tls_context() if self.starttls else None,
             timeout=self.timeout_s,
         )
-        await client.connect()
+        try:
+            await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+        except _CONNECTION_ERRORS as error:
+            # Greeting, EHLO, STARTTLS and AUTH refusals included: the mail was never offered.
+            client.close()
+            raise RelayUnavailable(
+                f"{self.name}: {type(error).__name__}: {error}", self.name
+            ) from None
         return client
 
-    def _take_idle(self) -> tuple[aiosmtplib.SMTP | None, bool]:
-        """A live pooled connection, if any, and whether it was one (else: connect)."""
+    def _take_idle(self) -> aiosmtplib.SMTP | None:
         now = time.monotonic()
         while self._idle:
             client, since = self._idle.pop()
             if client.is_connected and now - since < self.idle_timeout_s:
-                return client, True
+                return client
             client.close()
-        return None, False
+        return None
 
     def _give_back(self, client: aiosmtplib.SMTP) -> None:
         if len(self._idle) < self.pool_size and client.is_connected:
@@ -90,83 +138,110 @@ class SmtpRelay:
         else:
             client.close()
 
-    async def send(self, email: OutgoingEmail) -> Accepted:
-        message = self.build(email)
-        client, reused = self._take_idle()
-        try:
-            if client is None:
-                client = await self._connect()
+    async def _envelope(self, client: aiosmtplib.SMTP, message: EmailMessage, to: str) -> bytes:
+        """MAIL FROM and RCPT TO on `client`; the content to send after DATA."""
+        eight_bit = client.supports_extension("8BITMIME")
+        await client.mail(self.sender, options=["BODY=8BITMIME"] if eight_bit else [])
+        await client.rcpt(to)
+        return flatten_message(message, cte_type="8bit" if eight_bit else "7bit")
+
+    async def _open_transaction(
+        self, message: EmailMessage, to: str
+    ) -> tuple[aiosmtplib.SMTP, bytes]:
+        """A session with the envelope accepted, and the content; nothing accepted yet."""
+        client = self._take_idle()
+        if client is not None:
             try:
-                await client.send_message(message)
+                return client, await self._envelope(client, message, to)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
-                if not reused:
-                    raise
                 # The relay closed a pooled session while it sat idle: nothing of this mail
-                # reached it (the command could not even be written), so a fresh session is
-                # the first real attempt, not a second send.
+                # reached it, so a fresh session is the first real attempt, not a second.
                 client.close()
-                client = None
-                client = await self._connect()
-                await client.send_message(message)
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            self._discard(client)
-            codes = [r.code for r in error.recipients]
-            permanent = all(code >= 500 for code in codes)
-            raise DeliveryError(
-                f"{self.name}: recipient refused {codes}", permanent=permanent, provider=self.name
-            ) from None
+            except aiosmtplib.SMTPResponseException as error:
+                client.close()
+                raise _judgement(self.name, error) from None
+            except _CONNECTION_ERRORS as error:
+                client.close()
+                raise RelayUnavailable(f"{self.name}: {type(error).__name__}", self.name) from None
+        client = await self._session()
+        try:
+            return client, await self._envelope(client, message, to)
         except aiosmtplib.SMTPResponseException as error:
-            self._discard(client)
-            raise DeliveryError(
-                f"{self.name}: {error.code} {error.message}",
-                permanent=500 <= error.code < 600,
-                provider=self.name,
-            ) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            self._discard(client)
+            # MAIL or RCPT refused: the relay judged this mail; another relay must not
+            # be asked to overrule it.
+            client.close()
+            raise _judgement(self.name, error) from None
+        except _CONNECTION_ERRORS as error:
+            client.close()
             raise RelayUnavailable(
-                f"{self.name}: {type(error).__name__}: {error}", self.name
+                f"{self.name}: {type(error).__name__} before DATA", self.name
+            ) from None
+
+    async def send(self, email: OutgoingEmail, hand_off: HandOff) -> Accepted:
+        client, content = await self._open_transaction(self.build(email), email.to)
+        try:
+            await hand_off(self.name)
+        except BaseException:
+            # The attempt is no longer ours (or the ledger cannot say it began): send
+            # nothing, and never hand a session with an open envelope to the next mail.
+            client.close()
+            raise
+        try:
+            await client.data(content)
+        except aiosmtplib.SMTPResponseException as error:
+            # A reply: the relay refused DATA or the content, it did not take the mail.
+            client.close()
+            raise _judgement(self.name, error) from None
+        except _CONNECTION_ERRORS as error:
+            client.close()
+            raise DeliveryAmbiguous(
+                f"{self.name}: {type(error).__name__} after DATA; the relay may have "
+                "accepted the message",
+                self.name,
             ) from None
         self._give_back(client)
         return Accepted(provider=self.name, message_id=email.message_id)
-
-    @staticmethod
-    def _discard(client: aiosmtplib.SMTP | None) -> None:
-        # After a refusal the session state is unknown to us: never hand it to the next mail.
-        if client is not None:
-            client.close()
 
     async def aclose(self) -> None:
         """Say goodbye to the relay on every pooled connection (at shutdown)."""
         idle, self._idle = self._idle, []
         for client, _ in idle:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 await client.quit()
             client.close()
 
 
-class RelayUnavailable(DeliveryError):
-    def __init__(self, reason: str, provider: str) -> None:
-        super().__init__(reason, permanent=False, provider=provider)
-
-
 class FailoverEmail:
-    """The primary relay, then the secondary when the primary cannot be reached at all.
+    """The primary relay, then the secondary when the primary provably did not take the mail.
 
-    Only connection-level failures fail over: a relay that answered 4xx or 5xx has judged
-    the message, and asking another one would risk a duplicate or hide a real refusal.
+    Only `RelayUnavailable` fails over: a relay that replied 4xx or 5xx has judged the mail,
+    and one whose connection broke after DATA may have taken it; asking another relay would
+    hide a real refusal or risk a duplicate.
     """
 
-    def __init__(self, relays: list[SmtpRelay]) -> None:
+    def __init__(self, relays: list[SmtpRelay], metrics: DomainMetrics | None = None) -> None:
         self.relays = relays
+        self.metrics = metrics
 
-    async def send(self, email: OutgoingEmail) -> Accepted:
+    def _count(self, relay: SmtpRelay, role: RelayRole, *, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.smtp_attempt(relay.host, role, ok)
+
+    async def send(self, email: OutgoingEmail, hand_off: HandOff) -> Accepted:
         last: DeliveryError | None = None
-        for relay in self.relays:
+        for index, relay in enumerate(self.relays):
+            role: RelayRole = "primary" if index == 0 else "fallback"
             try:
-                return await relay.send(email)
+                accepted = await relay.send(email, hand_off)
             except RelayUnavailable as error:
+                self._count(relay, role, ok=False)
                 last = error
+                continue
+            except DeliveryError:
+                self._count(relay, role, ok=False)
+                raise
+            self._count(relay, role, ok=True)
+            return accepted
         assert last is not None
         raise last
 

@@ -294,6 +294,15 @@ class Stores:
         key = f"{self.inbox_prefix(tenant, user_id)}.{item.id}"
         await self.inbox.put(key, item.model_dump_json().encode())
 
+    async def add_inbox_item(self, tenant: str, user_id: str, item: InboxItem) -> bool:
+        """Add a delivered item; False (and nothing changed) when it is there already."""
+        key = f"{self.inbox_prefix(tenant, user_id)}.{item.id}"
+        try:
+            await self.inbox.create(key, item.model_dump_json().encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
     async def inbox_items(self, tenant: str, user_id: str) -> list[InboxItem]:
         items = [
             InboxItem.model_validate_json(entry.value or b"{}")

@@ -15,11 +15,18 @@ from notifications.devsinks import mail_record, store_mail, store_sms
 
 
 class MailSink:
-    """An aiosmtpd handler that stores every accepted mail; `reply` can force an SMTP answer."""
+    """An aiosmtpd handler that stores every accepted mail.
+
+    For tests of failure handling: `forced_replies` answer the next mails' content with the
+    given SMTP replies instead (nothing stored); `drop_after_data` makes the next mails be
+    stored and then the connection closed before the final reply, as a relay that queued a
+    mail and crashed (or lost the network) before saying so.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.forced_replies: list[str] = []
+        self.drop_after_data = 0
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.forced_replies:
@@ -30,6 +37,10 @@ class MailSink:
         record["tls"] = session.ssl is not None
         record["authenticated"] = bool(session.authenticated)
         store_mail(self.directory, record)
+        if self.drop_after_data > 0:
+            self.drop_after_data -= 1
+            if server.transport is not None:
+                server.transport.close()
         return "250 Message accepted for delivery"
 
 

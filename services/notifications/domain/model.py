@@ -9,7 +9,13 @@ Status machine::
     created -> sending -> delivered
                        -> temporary-failure -> sending (retry) ... -> permanent-failure
                        -> permanent-failure
+                       -> sending (the claim's lease expired before its hand-off began)
     created -> permanent-failure   (refused before any attempt: opt-out, bad address)
+
+`sending` has two steps, each recorded by compare-and-set: the attempt is *claimed* (with a
+lease), then its *hand-off begins* (`handing_off_since`), right before the channel's point of
+no return (SMTP DATA, the gateway request). A claim whose lease expired before its hand-off
+began sent nothing and is claimed again; one whose hand-off began may have been accepted.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ TERMINAL: frozenset[str] = frozenset({"delivered", "permanent-failure"})
 
 _ALLOWED: dict[str, frozenset[str]] = {
     "created": frozenset({"sending", "permanent-failure"}),
-    "sending": frozenset({"delivered", "temporary-failure", "permanent-failure"}),
+    "sending": frozenset({"sending", "delivered", "temporary-failure", "permanent-failure"}),
     "temporary-failure": frozenset({"sending", "permanent-failure"}),
     "delivered": frozenset(),
     "permanent-failure": frozenset(),
@@ -91,7 +97,15 @@ class Content(BaseModel):
     sms_segments: int = 0
 
 
+#: Attempt outcomes that do not count as attempts: refused before any (legacy records), and
+#: claims abandoned before their hand-off began (nothing was sent).
+_NOT_ATTEMPTS = frozenset({"refused", "abandoned"})
+
+
 class Attempt(BaseModel):
+    """One attempt: `claimed`, then `handed-off`, then `delivered` or `failed` (or
+    `abandoned`, when its claim expired before the hand-off began)."""
+
     model_config = ConfigDict(frozen=True)
 
     number: int
@@ -120,6 +134,8 @@ class Notification(BaseModel):
     reason: str = ""
     attempts: tuple[Attempt, ...] = ()
     sending_until: datetime | None = None
+    #: When the current attempt's hand-off began; None while it is only claimed.
+    handing_off_since: datetime | None = None
     message_id: str | None = None
     provider: str | None = None
     created_at: datetime
@@ -128,26 +144,61 @@ class Notification(BaseModel):
 
     @property
     def attempt_count(self) -> int:
-        return sum(1 for a in self.attempts if a.outcome != "refused")
+        return sum(1 for a in self.attempts if a.outcome not in _NOT_ATTEMPTS)
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def resend_is_safe(self) -> bool:
+        """Whether an interrupted hand-off may simply be made again: only for the inbox,
+        whose write is keyed by the notification id (a second one changes nothing)."""
+        return self.channel == "inapp"
 
     def _to(self, status: Status, now: datetime, **changes: object) -> Notification:
         if status not in _ALLOWED[self.status]:
             raise InvalidTransition(f"{self.id}: {self.status} -> {status} is not allowed")
         return self.model_copy(update={"status": status, "updated_at": now, **changes})
 
+    def _with_last_attempt(self, **changes: object) -> tuple[Attempt, ...]:
+        if not self.attempts:
+            return self.attempts
+        return (*self.attempts[:-1], self.attempts[-1].model_copy(update=changes))
+
     def start_sending(self, now: datetime, lease: timedelta, provider: str) -> Notification:
-        """Claim the next attempt; the lease says until when the claim is presumed alive."""
-        attempt = Attempt(number=self.attempt_count + 1, at=now, provider=provider, outcome="sent")
+        """Claim the next attempt; the lease says until when the claim is presumed alive.
+
+        From `sending`, only a claim that expired before its hand-off began can be taken
+        over: that attempt is recorded as abandoned and does not count.
+        """
+        attempts = self.attempts
+        if self.status == "sending":
+            if not self.can_be_reclaimed(now):
+                raise InvalidTransition(f"{self.id}: its attempt is live or was handed off")
+            attempts = self._with_last_attempt(outcome="abandoned")
+        number = sum(1 for a in attempts if a.outcome not in _NOT_ATTEMPTS) + 1
+        attempt = Attempt(number=number, at=now, provider=provider, outcome="claimed")
         return self._to(
             "sending",
             now,
             sending_until=now + lease,
+            handing_off_since=None,
             provider=provider,
-            attempts=(*self.attempts, attempt),
+            attempts=(*attempts, attempt),
+        )
+
+    def begin_hand_off(self, now: datetime, provider: str) -> Notification:
+        """The claimed attempt reaches its point of no return through `provider`."""
+        if self.status != "sending" or self.hand_off_began:
+            raise InvalidTransition(f"{self.id}: no claimed attempt waits for its hand-off")
+        return self.model_copy(
+            update={
+                "handing_off_since": now,
+                "provider": provider,
+                "updated_at": now,
+                "attempts": self._with_last_attempt(outcome="handed-off", provider=provider),
+            }
         )
 
     def delivered(self, now: datetime, provider: str, message_id: str | None) -> Notification:
@@ -157,7 +208,9 @@ class Notification(BaseModel):
             provider=provider,
             message_id=message_id or self.message_id,
             sending_until=None,
+            handing_off_since=None,
             reason="",
+            attempts=self._with_last_attempt(outcome="delivered", provider=provider),
         )
 
     def failed(self, now: datetime, reason: str, *, permanent: bool) -> Notification:
@@ -166,6 +219,8 @@ class Notification(BaseModel):
             now,
             reason=reason,
             sending_until=None,
+            handing_off_since=None,
+            attempts=self._with_last_attempt(outcome="failed", detail=reason[:500]),
         )
 
     def refused(self, now: datetime, reason: str) -> Notification:
@@ -176,6 +231,25 @@ class Notification(BaseModel):
         return self.status == "sending" and (
             self.sending_until is None or now >= self.sending_until
         )
+
+    @property
+    def hand_off_began(self) -> bool:
+        # Entries written before the two-step claim (last attempt `sent`) claimed and handed
+        # off in one step: they count as handed off, the safe reading.
+        legacy = bool(self.attempts) and self.attempts[-1].outcome == "sent"
+        return self.status == "sending" and (self.handing_off_since is not None or legacy)
+
+    def claim_abandoned(self, now: datetime) -> bool:
+        """Claimed, but its instance stopped before the hand-off began: nothing was sent."""
+        return self.lease_expired(now) and not self.hand_off_began
+
+    def hand_off_interrupted(self, now: datetime) -> bool:
+        """The hand-off began and was never settled: the relay may or may not have it."""
+        return self.lease_expired(now) and self.hand_off_began
+
+    def can_be_reclaimed(self, now: datetime) -> bool:
+        """Whether another attempt may take over this expired one without risking a double."""
+        return self.claim_abandoned(now) or (self.lease_expired(now) and self.resend_is_safe)
 
     def scrubbed(self, now: datetime) -> Notification:
         """The record without personal data: only what anonymous statistics need."""

@@ -95,7 +95,7 @@ def api_router(deps: Deps, verifier: TokenVerifier) -> APIRouter:
             "reason": n.reason,
             "channel": n.channel,
             "kind": n.kind,
-            "attempts": len(n.attempts),
+            "attempts": n.attempt_count,
             "provider": n.provider,
             "message_id": n.message_id,
         }

@@ -51,8 +51,10 @@ from notifications.domain.routing import (
 from notifications.domain.templates import DEFAULT_TEMPLATES, Branding, Template, render
 from notifications.service_layer.ports import (
     Accepted,
+    DeliveryAmbiguous,
     DeliveryError,
     EmailSender,
+    HandOff,
     OutgoingEmail,
     OutgoingSms,
     SmsSender,
@@ -322,6 +324,57 @@ def _address_of(contact: Contact | None, channel: Channel) -> str | None:
 
 
 # -- delivery ------------------------------------------------------------------------------
+class HandOffLost(Exception):
+    """The ledger entry moved between the claim and the hand-off: another instance took the
+    attempt over (its lease had expired), so this one must send nothing."""
+
+
+@dataclass
+class _Attempt:
+    """One claimed attempt while it runs: the entry as last written, and its revision."""
+
+    deps: Deps
+    notification: Notification
+    revision: int
+    cause: Envelope[Event]
+    sent: asyncio.Future[Any] | None = None
+
+    async def hand_off(self, provider: str) -> None:
+        """The channel's last step before its point of no return: record that it began.
+
+        A crash before this leaves a claim that a later delivery safely makes again; after
+        it, the outcome is ambiguous. The `notification.sent` event is stored meanwhile,
+        overlapped with the relay's dialogue, and awaited before the attempt settles.
+        """
+        if self.notification.hand_off_began:
+            return  # a failover to the next gateway: the hand-off already began
+        begun = self.notification.begin_hand_off(self.deps.clock(), provider)
+        try:
+            self.revision = await self.deps.stores.save_notification(begun, self.revision)
+        except Conflict:
+            raise HandOffLost("another instance took this attempt over") from None
+        self.notification = begun
+        attempt = begun.attempt_count
+        self.sent = asyncio.ensure_future(
+            self.deps.publisher.publish(
+                NotificationSent(
+                    notification_id=begun.id,
+                    channel=begun.channel,
+                    attempt=attempt,
+                    provider=provider,
+                ),
+                tenant=begun.tenant,
+                aggregate_id=begun.id,
+                event_id=derived_event_id(begun.id, f"sent-{attempt}"),
+                cause=self.cause,
+            )
+        )
+
+    async def reported_sent(self) -> None:
+        if self.sent is not None:
+            await self.sent
+
+
 async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
     """Deliver one requested notification: at most one hand-off per attempt, settled after."""
     requested = envelope.data
@@ -338,50 +391,42 @@ async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
     if notification.status == "sending":
         if not notification.lease_expired(now):
             raise RetryLater("another attempt is in flight")
-        # Interrupted between the hand-off and its settlement: we cannot know whether the
-        # relay accepted it, and sending again could make two. Settle without sending.
-        reason = (
-            "unconfirmed: interrupted during the hand-off; not sent again (at-most-once for "
-            f"an ambiguous attempt, Message-ID {notification.message_id})"
-        )
-        await _settle_failure(deps, notification, revision, reason, permanent=True)
-        return
+        if not notification.can_be_reclaimed(now):
+            # Interrupted between the hand-off and its settlement: we cannot know whether
+            # the relay accepted it, and sending again could make two. Settle, no resend.
+            reason = (
+                "unconfirmed: interrupted during the hand-off; not sent again (at-most-once "
+                f"for an ambiguous attempt, Message-ID {notification.message_id})"
+            )
+            await _settle_failure(deps, notification, revision, reason, permanent=True)
+            return
+        # Claimed, but the instance stopped before the hand-off began (or an inbox write,
+        # which is idempotent): nothing can have been sent twice, so claim it again.
+        log.info("delivery.reclaimed", notification_id=notification.id)
     await _take_token(deps, tenant)
-    provider = notification.channel
-    claimed = notification.start_sending(now, deps.sending_lease, provider)
+    claimed = notification.start_sending(deps.clock(), deps.sending_lease, notification.channel)
     try:
         revision = await deps.stores.save_notification(claimed, revision)
     except Conflict:
         raise RetryLater("another instance claimed this attempt") from None
-    attempt = claimed.attempt_count
-    sent = deps.publisher.publish(
-        NotificationSent(
-            notification_id=claimed.id, channel=claimed.channel, attempt=attempt, provider=provider
-        ),
-        tenant=tenant,
-        aggregate_id=claimed.id,
-        event_id=derived_event_id(claimed.id, f"sent-{attempt}"),
-        cause=envelope,
-    )
-    # The claim is recorded, so the event and the hand-off need not wait for each other: the
-    # event is stored before this attempt settles either way.
-    handed_off = asyncio.ensure_future(_hand_off(deps, claimed))
+    running = _Attempt(deps, claimed, revision, envelope)
     try:
-        await sent
-    except BaseException:
-        # The claim stays `sending`: a redelivery resolves it without a second send.
-        await asyncio.gather(handed_off, return_exceptions=True)
-        raise
-    try:
-        accepted = await handed_off
+        accepted = await _hand_off(deps, claimed, running.hand_off)
+    except HandOffLost as error:
+        raise RetryLater(str(error)) from None
     except DeliveryError as error:
-        gives_up = error.permanent or deps.retry.gives_up_after(attempt)
-        await _settle_failure(deps, claimed, revision, error.reason, permanent=gives_up)
-        if not gives_up:
-            raise RetryLater(error.reason) from None
+        await _settle_attempt_failure(deps, running, error)
         return
-    done = claimed.delivered(deps.clock(), accepted.provider, accepted.message_id)
-    await deps.stores.save_notification(done, revision)
+    except Exception:
+        # Not the channel's answer (the ledger or the inbox could not be written): the entry
+        # stays claimed or handing off, and a later delivery resolves it as above.
+        if running.sent is not None:
+            await asyncio.gather(running.sent, return_exceptions=True)
+        raise
+    await running.reported_sent()
+    attempt = running.notification.attempt_count
+    done = running.notification.delivered(deps.clock(), accepted.provider, accepted.message_id)
+    await deps.stores.save_notification(done, running.revision)
     # Settled: what follows only reports it, and none of it depends on the rest.
     await asyncio.gather(
         deps.publisher.publish(
@@ -402,6 +447,18 @@ async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
     METRICS.notification(tenant, METRIC_CHANNELS[done.channel], "delivered")
 
 
+async def _settle_attempt_failure(deps: Deps, running: _Attempt, error: DeliveryError) -> None:
+    await running.reported_sent()
+    attempt = running.notification.attempt_count
+    gives_up = error.permanent or deps.retry.gives_up_after(attempt)
+    reason = error.reason
+    if isinstance(error, DeliveryAmbiguous):
+        reason = f"unconfirmed: {reason}; not sent again (at-most-once)"
+    await _settle_failure(deps, running.notification, running.revision, reason, permanent=gives_up)
+    if not gives_up:
+        raise RetryLater(error.reason)
+
+
 async def _take_token(deps: Deps, tenant: str) -> None:
     bucket = deps.buckets.get(tenant)
     if bucket is None:
@@ -420,7 +477,7 @@ async def _take_token(deps: Deps, tenant: str) -> None:
         await asyncio.sleep(wait)
 
 
-async def _hand_off(deps: Deps, notification: Notification) -> Accepted:
+async def _hand_off(deps: Deps, notification: Notification, hand_off: HandOff) -> Accepted:
     content = notification.content
     assert notification.address is not None
     if notification.channel == "email":
@@ -436,7 +493,8 @@ async def _hand_off(deps: Deps, notification: Notification) -> Accepted:
                     "X-Mutualis-Notification": notification.id,
                     "X-Mutualis-Kind": notification.kind,
                 },
-            )
+            ),
+            hand_off,
         )
     if notification.channel == "sms":
         return await deps.sms.send(
@@ -445,10 +503,14 @@ async def _hand_off(deps: Deps, notification: Notification) -> Accepted:
                 text=content.sms,
                 reference=notification.id,
                 tenant=notification.tenant,
-            )
+            ),
+            hand_off,
         )
     assert notification.user_id is not None
-    await deps.stores.put_inbox_item(
+    await hand_off("inbox")
+    # Created, never overwritten: an interrupted hand-off made again finds the item there
+    # (perhaps already read) and leaves it as it is.
+    await deps.stores.add_inbox_item(
         notification.tenant,
         notification.user_id,
         InboxItem(

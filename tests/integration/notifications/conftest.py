@@ -21,6 +21,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from mutualis_kernel.bus.consumer import EventConsumer
+from mutualis_kernel.bus.store import EventStore
+from mutualis_kernel.metrics import DomainMetrics
 from mutualis_kernel.runner import Platform, open_platform
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.service import ServiceManifest
@@ -30,6 +32,7 @@ from notifications import manifest
 from notifications.bootstrap import build_deps, consumers, email_sender
 from notifications.devsinks import list_mail
 from notifications.devsinks.servers import smtp_controller
+from notifications.domain.model import Notification
 from notifications.service_layer.handlers import Deps
 from notifications.service_layer.ports import EmailSender
 from notifications.settings import NotificationsSettings
@@ -120,9 +123,10 @@ async def running_service(
     settings: NotificationsSettings,
     *,
     wrap_email: Callable[[EmailSender], EmailSender] | None = None,
+    metrics: DomainMetrics | None = None,
 ) -> AsyncIterator[Running]:
     platform = await open_platform(settings, TEST_MANIFEST)
-    email = email_sender(settings)
+    email = email_sender(settings, metrics=metrics)
     deps = await build_deps(platform, settings, email=wrap_email(email) if wrap_email else email)
     built = consumers(platform, deps, settings)
     run = Running(platform, deps, settings, built)
@@ -168,6 +172,24 @@ def mails(directory: Path) -> list[dict[str, Any]]:
     return list_mail(directory)
 
 
+async def ledger(run: Running, tenant: str) -> list[Notification]:
+    return [n async for n, _ in run.deps.stores.notifications(tenant)]
+
+
+async def settled_entries(run: Running, tenant: str, count: int) -> list[Notification]:
+    """The tenant's ledger once it holds `count` entries, all settled (else empty: poll)."""
+    entries = await ledger(run, tenant)
+    return entries if len(entries) == count and all(n.is_terminal for n in entries) else []
+
+
+async def status_events(run: Running, tenant: str, notification_id: str) -> list[Any]:
+    """The events `notifications` published about one notification, in stream order."""
+    history = await EventStore(run.platform.js).load(
+        "notifications", tenant, "notification", notification_id
+    )
+    return [envelope.data for envelope in history.events]
+
+
 @asynccontextmanager
 async def http_server(app: Any) -> AsyncIterator[str]:
     """A real uvicorn server for `app` on a free loopback port; yields its base URL."""
@@ -203,6 +225,8 @@ class Recorder:
     statuses: list[int] = field(default_factory=list)
     always: int | None = None
     hits: int = 0
+    #: Record the request, then never answer (a gateway that took it and went silent).
+    hang: bool = False
 
     def answer(self) -> int | None:
         self.hits += 1
@@ -229,6 +253,8 @@ def sms_gateway_app(name: str, recorder: Recorder) -> FastAPI:
         body = await request.json()
         message_id = f"{name}-{len(recorder.received) + 1}"
         recorder.received.append({**body, "headers": dict(request.headers), "id": message_id})
+        if recorder.hang:
+            await asyncio.Event().wait()
         return JSONResponse({"id": message_id}, status_code=202)
 
     return app

@@ -253,3 +253,49 @@ async def test_the_calling_application_receives_signed_status_callbacks(
             forged = {**receiver.received[1], "signature": receiver.received[0]["signature"]}
             with pytest.raises(AssertionError, match="bad signature"):
                 verified(SECRET, forged)
+
+
+async def test_an_sms_gateway_that_went_silent_after_the_request_is_not_bypassed(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # The first gateway received the request and never answered: it may have sent the SMS,
+    # so the second gateway must not be asked (a second SMS), and nothing is retried.
+    first, second = Recorder(hang=True), Recorder()
+    issuer = TestIssuer()
+    async with (
+        issuer.running(),
+        smtp_sink(tmp_path) as sink,
+        http_server(sms_gateway_app("gw1", first)) as first_url,
+        http_server(sms_gateway_app("gw2", second)) as second_url,
+    ):
+        settings = settings_for(
+            fresh_cluster,
+            smtp_port=sink.port,
+            issuer_url=issuer.issuer,
+            sms_gateway_url=f"{first_url}/sms",
+            sms_secondary_gateway_url=f"{second_url}/sms",
+            sms_timeout_s=1.0,
+        )
+        async with running_service(settings) as run:
+            app = wiring_for(run.platform, run.deps, settings).app
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                accepted = await http.post(
+                    f"/v1/tenants/{TENANT}/notifications",
+                    json={
+                        "kind": "message",
+                        "channel": "sms",
+                        "address": "+33611223344",
+                        "variables": {"subject": "Info", "body": "Coupure d'eau demain"},
+                        "reference": "sms-silent",
+                    },
+                    headers=issuer.bearer("app", TENANT, kind="service", roles=()),
+                )
+                assert accepted.status_code == 202, accepted.text
+                entry = await eventually(
+                    lambda: settled(run, accepted.json()["id"]), what="SMS settled"
+                )
+    assert entry.status == "permanent-failure"
+    assert entry.reason.startswith("unconfirmed: sms-primary: ReadTimeout"), entry.reason
+    assert len(first.received) == 1
+    assert second.received == []

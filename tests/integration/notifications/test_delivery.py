@@ -5,16 +5,29 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
 from identity.domain.events import RefreshReused, UserErased, UserRegistered
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.events import Event
+from mutualis_kernel.metrics import SMTP_ATTEMPTS, DomainMetrics
 from mutualis_kernel.runtime import LocalCluster
 from notifications.adapters.stores import TenantConfig
 from notifications.domain.model import Preferences
-from notifications.service_layer.ports import Accepted, EmailSender, OutgoingEmail
+from notifications.service_layer.ports import Accepted, EmailSender, HandOff, OutgoingEmail
 from parapheur.domain.events import StepAssigned
 
-from .conftest import eventually, mails, running_service, self_signed, settings_for, smtp_sink
+from .conftest import (
+    eventually,
+    ledger,
+    mails,
+    running_service,
+    self_signed,
+    settings_for,
+    settled_entries,
+    smtp_sink,
+)
 
 TENANT = "merignac"
 
@@ -147,11 +160,31 @@ async def test_a_4xx_is_retried_then_delivered_and_a_5xx_fails_permanently(
             assert not to(tmp_path, "gone@merignac.fr")
 
 
-async def test_the_secondary_relay_takes_over_when_the_primary_is_down(
+def smtp_attempts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
+    """`mutualis.smtp.attempts` as (relay role, outcome) -> count."""
+    found: dict[tuple[str, str], int] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource_metrics in data.resource_metrics:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name != SMTP_ATTEMPTS:
+                    continue
+                for point in metric.data.data_points:
+                    attributes = point.attributes or {}
+                    assert attributes["server.address"] == "127.0.0.1"
+                    role = str(attributes["smtp.relay.role"])
+                    found[(role, str(attributes["outcome"]))] = int(point.value)  # type: ignore[union-attr]
+    return found
+
+
+async def test_the_secondary_relay_takes_over_when_the_primary_is_down_and_it_is_counted(
     fresh_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     from mutualis_kernel.testing.ports import free_port_block
 
+    reader = InMemoryMetricReader()
+    metrics = DomainMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
     async with smtp_sink(tmp_path) as secondary:
         settings = settings_for(
             fresh_cluster,
@@ -159,11 +192,41 @@ async def test_the_secondary_relay_takes_over_when_the_primary_is_down(
             smtp_secondary_host="127.0.0.1",
             smtp_secondary_port=secondary.port,
         )
-        async with running_service(settings) as run:
+        async with running_service(settings, metrics=metrics) as run:
             await register(run, "u-fo", "fo@merignac.fr")
             await eventually(lambda: asyncio.sleep(0, to(tmp_path, "fo@merignac.fr")), what="mail")
-            ledger = [n async for n, _ in run.deps.stores.notifications(TENANT)]
-            assert ledger[0].provider == "smtp-secondary"
+            entries = await eventually(lambda: settled_entries(run, TENANT, 1), what="settled")
+            assert entries[0].provider == "smtp-secondary"
+    # What the SmtpRelayFailingOver alert watches: the primary failed, the fallback took it.
+    assert smtp_attempts(reader) == {("primary", "failed"): 1, ("fallback", "ok"): 1}
+
+
+async def test_a_relay_lost_after_data_is_neither_retried_nor_bypassed(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # The primary stores the mail, then the connection breaks before its final reply: the
+    # mail may well be queued there, so asking the secondary (or the primary again) could
+    # make two. The attempt is settled as unconfirmed instead.
+    async with (
+        smtp_sink(tmp_path / "primary") as primary,
+        smtp_sink(tmp_path / "secondary") as secondary,
+    ):
+        primary.drop_after_data = 1
+        settings = settings_for(
+            fresh_cluster,
+            smtp_port=primary.port,
+            smtp_secondary_host="127.0.0.1",
+            smtp_secondary_port=secondary.port,
+        )
+        async with running_service(settings) as run:
+            await register(run, "u-lost", "lost@merignac.fr")
+            [entry] = await eventually(lambda: settled_entries(run, TENANT, 1), what="settled")
+        assert entry.status == "permanent-failure"
+        assert entry.reason.startswith("unconfirmed: smtp-primary"), entry.reason
+        assert "after DATA" in entry.reason
+        assert entry.attempt_count == 1
+        assert len(to(tmp_path / "primary", "lost@merignac.fr")) == 1
+        assert not mails(tmp_path / "secondary")
 
 
 class HangsAfterHandOff:
@@ -172,10 +235,55 @@ class HangsAfterHandOff:
     def __init__(self, inner: EmailSender) -> None:
         self.inner = inner
 
-    async def send(self, email: OutgoingEmail) -> Accepted:
-        await self.inner.send(email)
+    async def send(self, email: OutgoingEmail, hand_off: HandOff) -> Accepted:
+        await self.inner.send(email, hand_off)
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
+
+
+class StopsBeforeHandOff:
+    """The attempt is claimed, then the process 'dies' before the relay is reached."""
+
+    def __init__(self, inner: EmailSender) -> None:
+        self.inner = inner
+        self.reached = asyncio.Event()
+
+    async def send(self, email: OutgoingEmail, hand_off: HandOff) -> Accepted:
+        self.reached.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_killed_after_the_claim_before_the_hand_off_another_instance_sends_it_once(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    async with smtp_sink(tmp_path) as sink:
+        settings = settings_for(
+            fresh_cluster, smtp_port=sink.port, sending_lease_s=1.0, delivery_ack_wait_s=3.0
+        )
+        stuck: list[StopsBeforeHandOff] = []
+
+        def stopping(inner: EmailSender) -> EmailSender:
+            stuck.append(StopsBeforeHandOff(inner))
+            return stuck[0]
+
+        async with running_service(settings, wrap_email=stopping) as first:
+            await register(first, "u-claimed", "claimed@merignac.fr")
+            await asyncio.wait_for(stuck[0].reached.wait(), 30)
+            [claimed] = await ledger(first, TENANT)
+            assert claimed.status == "sending"
+            assert claimed.handing_off_since is None
+            # Killed: consumers cancelled, the claim left as it is, the request never acked.
+            for task in first.tasks:
+                task.cancel()
+        assert not to(tmp_path, "claimed@merignac.fr")
+        async with running_service(settings) as second:
+            [entry] = await eventually(lambda: settled_entries(second, TENANT, 1), what="settled")
+        assert entry.status == "delivered"
+        # The abandoned claim does not count: the one real attempt is the first.
+        assert [a.outcome for a in entry.attempts] == ["abandoned", "delivered"]
+        assert entry.attempt_count == 1
+        assert len(to(tmp_path, "claimed@merignac.fr")) == 1
 
 
 async def test_killed_between_sending_and_delivered_gives_exactly_one_email_after_restart(
