@@ -76,6 +76,15 @@ class KernelSettings(BaseSettings):
             "then fails without an answer."
         ),
     )
+    http_body_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How long a request body may stall between two of its chunks before the request "
+            "is refused with 408: a client trickling a body (slowloris) holds no worker for "
+            "longer. Header timeouts belong to the ingress in front."
+        ),
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     drain_timeout_s: float = 10.0

@@ -11,6 +11,7 @@ Telemetry and logging are set up by the service's composition root (`setup_telem
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,13 @@ class PayloadTooLarge(ApiError):
         super().__init__(413, "payload_too_large", f"request body exceeds {limit} bytes")
 
 
+class BodyStalled(ApiError):
+    def __init__(self, idle_s: float) -> None:
+        super().__init__(
+            408, "request_timeout", f"the request body stalled for more than {idle_s:g} s"
+        )
+
+
 def create_app(
     *,
     title: str,
@@ -94,7 +102,10 @@ def create_app(
 
     # add_middleware puts each one outside the previous: this reads from the inside out.
     app.add_middleware(
-        BodySizeLimit, default_limit=max_body_bytes, prefix_limits=dict(upload_limits or {})
+        BodySizeLimit,
+        default_limit=max_body_bytes,
+        prefix_limits=dict(upload_limits or {}),
+        idle_timeout_s=settings.http_body_idle_timeout_s,
     )
     app.add_middleware(UnhandledErrors)
     app.add_middleware(RequestContext)
@@ -319,16 +330,24 @@ class UnhandledErrors:
 
 
 class BodySizeLimit:
-    """Refuses request bodies over a limit with 413, before reading them when it can.
+    """Refuses request bodies over a limit with 413, before reading them when it can, and
+    bodies that stall for `idle_timeout_s` between two chunks with 408.
 
     A declared Content-Length is checked up front; a chunked body is counted as it is read
-    and the route sees `PayloadTooLarge`, which FastAPI passes through as an HTTP error.
+    and the route sees `PayloadTooLarge` (or `BodyStalled`), which FastAPI passes through as
+    an HTTP error.
     """
 
     def __init__(
-        self, app: ASGIApp, *, default_limit: int, prefix_limits: Mapping[str, int]
+        self,
+        app: ASGIApp,
+        *,
+        default_limit: int,
+        prefix_limits: Mapping[str, int],
+        idle_timeout_s: float = 30.0,
     ) -> None:
         self.app = app
+        self.idle_timeout_s = idle_timeout_s
         self.default_limit = default_limit
         # Longest prefix first, so `/v1/documents/big` beats `/v1`.
         self.prefix_limits = sorted(prefix_limits.items(), key=lambda kv: -len(kv[0]))
@@ -351,14 +370,25 @@ class BodySizeLimit:
             await _send_json(send, 413, {"error": too_large.code, "detail": too_large.detail})
             return
         received = 0
+        body_done = False
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:
+                # Past the body, receive() waits for the client to go away (a streamed
+                # response listens for that): no time limit there.
+                return await receive()
+            try:
+                # asyncio.timeout, not wait_for: a timer, no task per chunk.
+                async with asyncio.timeout(self.idle_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyStalled(self.idle_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise PayloadTooLarge(limit)
+                body_done = not message.get("more_body", False)
             return message
 
         started = False
@@ -370,8 +400,10 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except PayloadTooLarge as error:
+        except (PayloadTooLarge, BodyStalled) as error:
             # Reached only when the body was read outside a route (FastAPI answers for those).
             if started:
                 raise
-            await _send_json(send, 413, {"error": error.code, "detail": error.detail})
+            await _send_json(
+                send, error.status_code, {"error": error.code, "detail": error.detail}
+            )
