@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import timedelta
 
 from mutualis_kernel import __version__
 from mutualis_kernel.auth import TokenVerifier
 from mutualis_kernel.bus.consumer import EventConsumer, Handler
-from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.events import Envelope, Event, catalog
 from mutualis_kernel.health import nats_readiness
 from mutualis_kernel.http import create_app
@@ -24,6 +22,7 @@ from notifications.adapters.stores import Stores
 from notifications.domain.events import NotificationRequested
 from notifications.domain.model import RetryPolicy
 from notifications.entrypoints.api import api_router
+from notifications.entrypoints.pacing import PacedConsumerSpec, paced
 from notifications.service_layer import handlers
 from notifications.service_layer.handlers import Deps
 from notifications.service_layer.ports import EmailSender, SmsSender
@@ -102,8 +101,9 @@ def consumers(
             info.model: route for info in catalog if info.service == service
         }
         built.append(EventConsumer(platform.js, PRODUCERS[service], routed))
-    spec: ConsumerSpec = replace(manifest.DELIVERIES, ack_wait_s=settings.delivery_ack_wait_s)
-    built.append(EventConsumer(platform.js, spec, {NotificationRequested: deliver}))
+    # NAKed with the delay the handler chose (retry policy, rate limit, live lease).
+    spec = PacedConsumerSpec.like(manifest.DELIVERIES, ack_wait_s=settings.delivery_ack_wait_s)
+    built.append(EventConsumer(platform.js, spec, {NotificationRequested: paced(deliver)}))
     return built
 
 
@@ -123,6 +123,7 @@ async def build_deps(
         retry=RetryPolicy(
             max_attempts=settings.max_attempts,
             first_delay_s=settings.retry_first_delay_s,
+            factor=settings.retry_factor,
             max_delay_s=settings.retry_max_delay_s,
         ),
         sending_lease=timedelta(seconds=settings.sending_lease_s),

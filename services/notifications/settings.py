@@ -32,10 +32,12 @@ class NotificationsSettings(KernelSettings):
     sms_gateway_token: SecretStr | None = None
     #: Per request; past it, a gateway that got the request may have taken it (ambiguous).
     sms_timeout_s: float = Field(default=10.0, gt=0)
-    # Delivery behaviour.
-    max_attempts: int = 5
-    retry_first_delay_s: float = 1.0
-    retry_max_delay_s: float = 300.0
+    # Delivery behaviour. A temporary failure after attempt n is tried again after
+    # min(first_delay * factor^(n-1), max_delay) seconds, up to `max_attempts` attempts.
+    max_attempts: int = Field(default=5, ge=1)
+    retry_first_delay_s: float = Field(default=1.0, gt=0)
+    retry_factor: float = Field(default=2.0, ge=1)
+    retry_max_delay_s: float = Field(default=300.0, gt=0)
     #: How long a claimed attempt is presumed alive; past it, an entry still `sending` is
     #: claimed again if its hand-off never began, else settled without a second send (see
     #: docs/notifications.md). Keep it above the longest hand-off (SMTP timeout x 4).

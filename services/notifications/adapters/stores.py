@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mutualis_kernel.bus.kv import KvEntry, scan
 from notifications import manifest
-from notifications.domain.model import Channel, Notification, Preferences
+from notifications.domain.errors import InvalidAddress, InvalidSettings
+from notifications.domain.model import (
+    Channel,
+    Notification,
+    Preferences,
+    normalise_email,
+    normalise_phone,
+)
 from notifications.domain.routing import RoutingRules, parse_routes
 from notifications.domain.templates import Template
 
@@ -70,12 +77,20 @@ class InboxItem(BaseModel):
 
 
 class TenantConfig(BaseModel):
-    """Per-tenant delivery settings."""
+    """Per-tenant delivery settings.
+
+    Sandbox mode sends every email to `sandbox_mailbox` and every SMS to `sandbox_phone`,
+    never to the real recipient. In-app messages are not redirected: they never leave the
+    platform (no third party receives anything) and land in the inbox of the account the
+    event named, which in a tenant under test is a test account; redirecting them would need
+    a sandbox *account*, and would hide from testers the inbox they are testing.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sandbox: bool = False
-    sandbox_mailbox: str | None = None
+    sandbox_mailbox: str | None = Field(default=None, max_length=254)
+    sandbox_phone: str | None = Field(default=None, max_length=32)
     callback_url: str | None = None
     callback_secret: str | None = Field(default=None, min_length=16, max_length=256)
     rate_per_s: float | None = Field(default=None, gt=0)
@@ -83,6 +98,35 @@ class TenantConfig(BaseModel):
     logo_url: str | None = None
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
     signature: str | None = Field(default=None, max_length=500)
+
+    def sandbox_address(self, channel: Channel) -> str | None:
+        """Where sandbox mode sends `channel`'s messages (None: nowhere, refuse them)."""
+        if channel == "email":
+            return self.sandbox_mailbox
+        if channel == "sms":
+            return self.sandbox_phone
+        return None
+
+    def checked(self) -> TenantConfig:
+        """These settings with test addresses normalised, or `InvalidSettings` with the reason.
+
+        Not a validator of the model: settings saved before this check (a sandbox without
+        its test addresses) must still load, and are refused message by message instead.
+        """
+        changes: dict[str, str] = {}
+        if self.sandbox and not (self.sandbox_mailbox and self.sandbox_phone):
+            raise InvalidSettings(
+                "sandbox mode needs both test addresses, sandbox_mailbox and sandbox_phone: "
+                "without them messages would have nowhere safe to go"
+            )
+        try:
+            if self.sandbox_mailbox:
+                changes["sandbox_mailbox"] = normalise_email(self.sandbox_mailbox)
+            if self.sandbox_phone:
+                changes["sandbox_phone"] = normalise_phone(self.sandbox_phone)
+        except InvalidAddress as error:
+            raise InvalidSettings(f"sandbox: {error.reason}") from None
+        return self.model_copy(update=changes)
 
 
 def _entries(kv: KeyValue, pattern: str) -> AsyncIterator[KvEntry]:

@@ -45,3 +45,7 @@ class InvalidTransition(NotificationError):
 
 class InvalidCallback(NotificationError):
     code = "invalid_callback"
+
+
+class InvalidSettings(NotificationError):
+    code = "invalid_settings"

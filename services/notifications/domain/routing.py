@@ -3,8 +3,12 @@
 Rules are declarative YAML, versioned, with the territory's defaults below and per-tenant
 overrides (a tenant's rule for an event type replaces the default one; `enabled: false`
 silences it). Recipients are selectors resolved later against the identity projection:
-user ids read from payload fields, the event's own aggregate (a user), or every user of the
-tenant holding a role.
+user ids read from payload fields, the event's own aggregate (a user), every user of the
+tenant holding a role, or every user of the tenant holding a desk named in a payload field.
+
+Desks ("bureaux") follow the parapheur's convention: an agent holds desk `X` when identity
+gave them the role `desk:X` (services/parapheur/entrypoints/api.py), so a step assigned to a
+desk reaches every agent of the tenant holding it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from notifications.domain.errors import InvalidRoutes
 from notifications.domain.model import Channel
 
+#: The role by which identity says an agent holds a desk: `desk:<desk id>`.
+DESK_ROLE_PREFIX = "desk:"
+
 
 class Recipients(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -24,6 +31,8 @@ class Recipients(BaseModel):
     users_from: tuple[str, ...] = ()
     aggregate_user: bool = False
     roles: tuple[str, ...] = ()
+    #: Payload fields holding desk ids; each desk's holders (role `desk:<id>`) are recipients.
+    desks_from: tuple[str, ...] = ()
 
 
 class Rule(BaseModel):
@@ -98,17 +107,27 @@ def variables_for(
     return out
 
 
-def user_ids_for(rule: Rule, data: dict[str, Any], *, aggregate_id: str) -> list[str]:
+def _strings(data: dict[str, Any], paths: tuple[str, ...]) -> list[str]:
     found: list[str] = []
-    if rule.recipients.aggregate_user:
-        found.append(aggregate_id)
-    for path in rule.recipients.users_from:
+    for path in paths:
         value = _field(data, path)
         if isinstance(value, str):
             found.append(value)
         elif isinstance(value, (list, tuple)):
             found.extend(v for v in value if isinstance(v, str))
+    return found
+
+
+def user_ids_for(rule: Rule, data: dict[str, Any], *, aggregate_id: str) -> list[str]:
+    found: list[str] = [aggregate_id] if rule.recipients.aggregate_user else []
+    found.extend(_strings(data, rule.recipients.users_from))
     return list(dict.fromkeys(found))
+
+
+def desk_roles_for(rule: Rule, data: dict[str, Any]) -> tuple[str, ...]:
+    """The roles held by the agents of the desks a rule names (`desk:<id>` each)."""
+    desks = dict.fromkeys(_strings(data, rule.recipients.desks_from))
+    return tuple(f"{DESK_ROLE_PREFIX}{desk}" for desk in desks)
 
 
 DEFAULT_ROUTES_YAML = """
@@ -118,7 +137,7 @@ rules:
     kind: parapheur.step.assigned
     category: workflow
     channels: [email, inapp]
-    recipients: {users_from: [users]}
+    recipients: {users_from: [users], desks_from: [desks]}
     variables: {folder_id: $aggregate_id, step: step}
   - event: mutualis.parapheur.folder.completed.v1
     kind: parapheur.folder.completed
@@ -136,13 +155,13 @@ rules:
     kind: parapheur.reminder.due
     category: reminders
     channels: [email, inapp]
-    recipients: {users_from: [users]}
+    recipients: {users_from: [users], desks_from: [desks]}
     variables: {folder_id: $aggregate_id, due_at: due_at}
   - event: mutualis.parapheur.folder.overdue.v1
     kind: parapheur.folder.overdue
     category: reminders
     channels: [email, inapp]
-    recipients: {users_from: [users]}
+    recipients: {users_from: [users], desks_from: [desks]}
     variables: {folder_id: $aggregate_id, due_at: due_at}
   - event: mutualis.identity.user.registered.v1
     kind: identity.welcome
@@ -157,6 +176,13 @@ rules:
     channels: [email, inapp]
     recipients: {users_from: [user_id]}
     variables: {client_id: client_id}
+  - event: mutualis.identity.device.first_seen.v1
+    kind: identity.security.new-device
+    category: security
+    critical: true
+    channels: [email, inapp]
+    recipients: {users_from: [user_id]}
+    variables: {browser: browser, os: os}
   - event: mutualis.archive.integrity.failed.v1
     kind: archive.integrity.failed
     category: archives

@@ -217,11 +217,12 @@ DEFAULT_TEMPLATES: dict[str, Template] = {
             "fermée. Si ce n'était pas vous, changez votre mot de passe.",
         ),
         _default(
-            "identity.security.new-login",
-            ("acr",),
-            "Nouvelle connexion à votre compte",
-            "Une nouvelle connexion à votre compte a eu lieu. Si ce n'était pas vous, changez "
-            "votre mot de passe.",
+            "identity.security.new-device",
+            ("browser", "os"),
+            "Connexion à votre compte depuis un nouvel appareil",
+            "Votre compte vient d'être utilisé depuis un appareil que nous ne connaissions "
+            "pas ({{ browser }} sur {{ os }}). Si c'était vous, vous n'avez rien à faire. "
+            "Sinon, changez votre mot de passe sans attendre.",
         ),
         _default(
             "archive.integrity.failed",

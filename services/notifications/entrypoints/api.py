@@ -153,11 +153,12 @@ def api_router(deps: Deps, verifier: TokenVerifier) -> APIRouter:
     @router.put("/tenants/{tenant}/settings")
     async def put_settings(tenant: str, config: TenantConfig, principal: Admin) -> TenantConfig:
         require_tenant(principal, tenant)
-        if config.callback_url:
-            try:
+        try:
+            if config.callback_url:
                 check_callback_url(config.callback_url, dev_mode=deps.dev_mode)
-            except NotificationError as error:
-                raise _refuse(error) from None
+            config = config.checked()
+        except NotificationError as error:
+            raise _refuse(error) from None
         await stores.save_tenant_config(tenant, config)
         deps.buckets.pop(tenant, None)
         return config

@@ -44,6 +44,7 @@ from notifications.domain.model import (
 )
 from notifications.domain.routing import (
     DEFAULT_ROUTES,
+    desk_roles_for,
     effective_rule,
     user_ids_for,
     variables_for,
@@ -82,7 +83,16 @@ UNKNOWN_CONTACT_GRACE = timedelta(seconds=20)
 
 
 class RetryLater(Exception):
-    """Not now: a temporary failure, a busy rate limit, or another instance's live attempt."""
+    """Not now: a temporary failure, a busy rate limit, or another instance's live attempt.
+
+    `delay_s`, when given, is when to look again (the retry policy's backoff, the rate
+    limit's exact wait, the rest of a live lease); the delivery consumer NAKs with it
+    (`adapters/pacing.py`), other consumers with their own backoff.
+    """
+
+    def __init__(self, reason: str, *, delay_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
 
 
 @dataclass
@@ -187,6 +197,14 @@ async def route_event(envelope: Envelope[Event], deps: Deps) -> None:
     if rule.recipients.roles:
         for holder in await deps.stores.contacts_with_roles(tenant, rule.recipients.roles):
             contacts[holder.user_id] = holder
+    desk_roles = desk_roles_for(rule, data)
+    if desk_roles:
+        # A desk is held through identity roles (`desk:<id>`): its holders in this tenant.
+        holders = await deps.stores.contacts_with_roles(tenant, desk_roles)
+        if not holders:
+            log.warning("routing.desk_without_holder", desks=desk_roles, event_type=envelope.type)
+        for holder in holders:
+            contacts.setdefault(holder.user_id, holder)
     for user_id, contact in contacts.items():
         for channel in rule.channels:
             await request(
@@ -273,9 +291,14 @@ async def request(
         else:
             target = normalise_address(channel, target)
             config = await deps.stores.tenant_config(tenant)
-            if config.sandbox and channel == "email" and config.sandbox_mailbox:
-                target = config.sandbox_mailbox
-            notification = notification.model_copy(update={"address": target})
+            if config.sandbox and channel != "inapp":
+                # Every outside channel goes to the tenant's test address, never to the real
+                # one; without a test address for the channel, nothing goes at all.
+                target = config.sandbox_address(channel)
+                if target is None:
+                    refusal = f"sandbox mode without a test address for {channel}: not sent"
+            if target is not None:
+                notification = notification.model_copy(update={"address": target})
         recipient_view = {"name": contact.name if contact else None}
         content = render(
             await template_for(deps, tenant, kind),
@@ -390,7 +413,9 @@ async def deliver(envelope: Envelope[Event], deps: Deps) -> None:
         return
     if notification.status == "sending":
         if not notification.lease_expired(now):
-            raise RetryLater("another attempt is in flight")
+            assert notification.sending_until is not None
+            wait = (notification.sending_until - now).total_seconds()
+            raise RetryLater("another attempt is in flight", delay_s=wait + 0.5)
         if not notification.can_be_reclaimed(now):
             # Interrupted between the hand-off and its settlement: we cannot know whether
             # the relay accepted it, and sending again could make two. Settle, no resend.
@@ -456,7 +481,8 @@ async def _settle_attempt_failure(deps: Deps, running: _Attempt, error: Delivery
         reason = f"unconfirmed: {reason}; not sent again (at-most-once)"
     await _settle_failure(deps, running.notification, running.revision, reason, permanent=gives_up)
     if not gives_up:
-        raise RetryLater(error.reason)
+        # Spaced by the retry policy (`MUTUALIS_RETRY_*`), not by the consumer's backoff.
+        raise RetryLater(error.reason, delay_s=deps.retry.delay_after(attempt))
 
 
 async def _take_token(deps: Deps, tenant: str) -> None:
@@ -473,7 +499,7 @@ async def _take_token(deps: Deps, tenant: str) -> None:
         if wait == 0:
             return
         if wait > MAX_INLINE_WAIT_S:
-            raise RetryLater(f"tenant {tenant} over its rate limit")
+            raise RetryLater(f"tenant {tenant} over its rate limit", delay_s=wait)
         await asyncio.sleep(wait)
 
 

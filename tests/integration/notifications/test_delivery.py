@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import structlog
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -309,6 +310,32 @@ async def test_killed_between_sending_and_delivered_gives_exactly_one_email_afte
             entries = [n async for n, _ in second.deps.stores.notifications(TENANT)]
             assert entries[0].reason.startswith("unconfirmed")
         assert len(to(tmp_path, "once@merignac.fr")) == 1
+
+
+async def test_temporary_failures_are_retried_on_the_retry_policy_schedule(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    async with smtp_sink(tmp_path) as sink:
+        sink.forced_replies = ["451 4.3.0 try again later"] * 3
+        settings = settings_for(
+            fresh_cluster, smtp_port=sink.port, retry_first_delay_s=0.3, retry_max_delay_s=0.5
+        )
+        async with running_service(settings) as run:
+            # Started before the capture: starting configures logging, which would end it.
+            with structlog.testing.capture_logs() as logs:
+                await register(run, "u-paced", "paced@merignac.fr")
+                [entry] = await eventually(lambda: settled_entries(run, TENANT, 1), what="mail")
+        assert entry.status == "delivered"
+        assert entry.attempt_count == 4
+        # The delays the delivery consumer NAKed with: the policy's 0.3 s, doubled, capped
+        # at 0.5 s (the consumer's own backoff would have been 1, 2, 4 s).
+        delays = [
+            log["delay_s"]
+            for log in logs
+            if log["event"] == "consumer.retry_later"
+            and log.get("consumer") == "notifications-deliveries"
+        ]
+        assert delays == [0.3, 0.5, 0.5]
 
 
 async def test_opt_out_is_respected_and_critical_messages_override_it(
