@@ -23,6 +23,7 @@ from typing import NamedTuple, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pyhanko.sign.pkcs11 import PKCS11Signer
 from pyhanko.sign.signers import Signer
 
@@ -42,9 +43,16 @@ def _matches(cert: x509.Certificate | None, token: Token, label: str) -> bool:
     return spki == token.public_key(label)
 
 
+def common_name(cert: x509.Certificate) -> str | None:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
 class _CachedSigner(NamedTuple):
     #: (mtime_ns, size) of the certificate file the signer was built from.
     stamp: tuple[int, int]
+    #: The name the certificate gives its holder.
+    common_name: str | None
     signer: PKCS11Signer
 
 
@@ -88,12 +96,18 @@ class SigningIdentities:
     ) -> x509.Certificate:
         """An agent's certificate, creating key and certificate on their first signature.
 
-        `display_name` may be a pseudonym: the certificate is what a verifier shows.
+        `display_name` may be a pseudonym: the certificate is what a verifier shows. A
+        certificate naming them otherwise (their name changed, or it was issued before identity
+        gave their name) is issued again for the same key.
         """
         label = agent_cert_name(tenant_id, subject_id)
         with self._lock:
             cert = self.pki.certificate(label)
-            if cert is None or not _matches(cert, self.token, label):
+            if (
+                cert is None
+                or not _matches(cert, self.token, label)
+                or common_name(cert) != display_name
+            ):
                 public = self.token.ensure_key(label)
                 cert = self.pki.issue_agent_certificate(
                     public,
@@ -115,12 +129,22 @@ class SigningIdentities:
         return self._signer(
             label,
             lambda: self.agent_certificate(tenant_id, tenant_name, subject_id, display_name),
+            display_name,
         )
 
-    def _signer(self, label: str, certificate: Callable[[], x509.Certificate]) -> PKCS11Signer:
+    def _signer(
+        self,
+        label: str,
+        certificate: Callable[[], x509.Certificate],
+        holder: str | None = None,
+    ) -> PKCS11Signer:
         cert_path = self.pki.certs_dir / f"{label}.pem"
         cached = self._signers.get(label)
-        if cached is not None and cached.stamp == _file_stamp(cert_path):
+        if (
+            cached is not None
+            and cached.stamp == _file_stamp(cert_path)
+            and (holder is None or cached.common_name == holder)
+        ):
             return cached.signer
         cert = certificate()
         signer = self.token.signer(label, cert, [self.pki.ca_cert])
@@ -130,7 +154,7 @@ class SigningIdentities:
         stamp = _file_stamp(cert_path)
         if stamp is not None:
             with self._lock:
-                self._signers[label] = _CachedSigner(stamp, signer)
+                self._signers[label] = _CachedSigner(stamp, common_name(cert), signer)
         return signer
 
 
@@ -182,7 +206,11 @@ class SoftwareIdentities:
         return pem, spki
 
     def _certificate(
-        self, label: str, spki: bytes, issue: Callable[[], x509.Certificate]
+        self,
+        label: str,
+        spki: bytes,
+        issue: Callable[[], x509.Certificate],
+        holder: str | None = None,
     ) -> x509.Certificate:
         cert = self.pki.certificate(label)
         if (
@@ -191,6 +219,7 @@ class SoftwareIdentities:
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             != spki
+            or (holder is not None and common_name(cert) != holder)
         ):
             cert = issue()
         return cert
@@ -224,5 +253,6 @@ class SoftwareIdentities:
                     subject_id=subject_id,
                     display_name=display_name,
                 ),
+                display_name,
             )
         return software_signer(pem, cert, [self.pki.ca_cert])

@@ -132,7 +132,7 @@ def inspect_pdf(source: bytes | Path | BinaryIO, *, max_bytes: int | None = None
 
 
 class SignedPdf(BaseModel):
-    """What `sign_pdf` did: which field it filled, at which level, for whom."""
+    """What `sign_pdf` did: which field it filled, at which level, for whom, and when."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -140,6 +140,10 @@ class SignedPdf(BaseModel):
     level: PadesLevel
     signer: str
     certificate_sha256: str
+    #: The signing time the signature claims (the signer's clock, a signed attribute).
+    signing_time: dt.datetime
+    #: The signature timestamp's genTime (B-T, B-LTA): the time a verifier trusts.
+    timestamp_time: dt.datetime | None = None
 
 
 def validation_context(
@@ -217,10 +221,10 @@ def _check_output(output_stream: BinaryIO) -> None:
     makes it render the whole signed document into an in-memory buffer, copied out at the end.
     pyHanko's own test decides, so this follows it if it ever changes."""
     try:
-        direct = prepare_rw_output_stream(output_stream) is output_stream
-    except OSError:
-        direct = False
-    if not direct:
+        used = prepare_rw_output_stream(output_stream)  # type: ignore[no-untyped-call]
+    except OSError:  # not even writable
+        used = None
+    if used is not output_stream:
         raise ValueError(
             "the output of sign_pdf must be readable, writable and seekable (open it 'w+b'): "
             "pyHanko would otherwise hold the whole signed PDF in memory"
@@ -318,12 +322,43 @@ async def sign_pdf(
     except (aiohttp.ClientError, TimestampRequestError) as e:
         where = getattr(timestamper, "url", tsa_url)
         raise PadesError(f"timestamp authority {where} unreachable: {e!r}") from e
+    signing_time, timestamp_time = _signature_times(output_stream, field_name)
     return SignedPdf(
         field_name=field_name,
         level=level,
         signer=signer_name,
         certificate_sha256=hashlib.sha256(signing_cert.dump()).hexdigest(),
+        signing_time=signing_time,
+        timestamp_time=timestamp_time,
     )
+
+
+def _signature_times(signed: BinaryIO, field_name: str) -> tuple[dt.datetime, dt.datetime | None]:
+    """(claimed signing time, timestamp genTime) of the signature just written, read back from
+    the output: what the document says, rather than a clock read next to it."""
+    signed.seek(0)
+    try:
+        reader = PdfFileReader(signed, strict=False)
+        found = next(s for s in reader.embedded_signatures if s.field_name == field_name)
+        claimed = found.self_reported_timestamp
+        token = _signature_timestamp_token(found.signer_info)
+    finally:
+        signed.seek(0, os.SEEK_END)
+    if token is None:
+        return claimed or dt.datetime.now(dt.UTC), None
+    gen_time: dt.datetime = token["encap_content_info"]["content"].parsed["gen_time"].native
+    return claimed or gen_time, gen_time
+
+
+def _signature_timestamp_token(signer_info: Any) -> Any | None:
+    """The SignedData of the RFC 3161 signature timestamp in a CMS SignerInfo, if any."""
+    unsigned = signer_info["unsigned_attrs"]
+    if unsigned.native is None:
+        return None
+    for attribute in unsigned:
+        if attribute["type"].native == "signature_time_stamp_token":
+            return attribute["values"][0]["content"]
+    return None
 
 
 # --- validation with pyHanko -----------------------------------------------------------------

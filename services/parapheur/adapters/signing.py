@@ -14,7 +14,6 @@ TSA round trip waits on no lock at all.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -58,8 +57,9 @@ class TrustSigner:
         tenant_name = self._tenants.get(request.tenant).name
         if request.kind == "seal":
             return self._identities.seal_signer(request.tenant, tenant_name)
+        # The certificate names the person when identity gave their name, else their id.
         return self._identities.agent_signer(
-            request.tenant, tenant_name, request.signer, request.signer
+            request.tenant, tenant_name, request.signer, request.signer_name or request.signer
         )
 
     def _sign_in_thread(
@@ -84,6 +84,7 @@ class TrustSigner:
                     timestamper=self._timestamper,
                     reason=request.reason,
                     location=request.location,
+                    name=request.signer_name if request.kind == "signature" else None,
                     visible_stamp=self._visible,
                     trust_roots=[self._identities.pki.ca_pem_path],
                 )
@@ -100,12 +101,12 @@ class TrustSigner:
         except (PadesError, InvalidPdf) as error:
             raise SigningFailed(str(error)) from None
         METRICS.signature_applied(request.tenant, "seal" if request.kind == "seal" else "advanced")
-        now = datetime.now(UTC)
         return SignatureApplied(
             field_name=signed.field_name,
             certificate_subject=subject,
             certificate_sha256=signed.certificate_sha256,
             level=signed.level,
-            signed_at=now,
-            timestamp_at=now if signed.level != "B-B" else None,
+            # With a timestamp, the TSA's time is the one a verifier trusts: record that one.
+            signed_at=signed.timestamp_time or signed.signing_time,
+            timestamp_at=signed.timestamp_time,
         )

@@ -2,7 +2,9 @@
 
 Each folder is an event-sourced aggregate (`aggregate="folder"`, its id in the subject); the
 payloads carry everything a consumer needs (archive ingests `folder.completed` alone) and no
-personal data beyond user ids, which stay as they were signed even after an erasure.
+personal data beyond user ids and, in a signature's `certificate_subject`, the signer's name
+as their certificate (and so the signed PDF) gives it. Both stay as they were signed even after
+an erasure; the parapheur's views pseudonymise them.
 """
 
 from __future__ import annotations

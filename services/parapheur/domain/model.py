@@ -61,6 +61,9 @@ class Agent:
     user_id: str
     desks: frozenset[str] = frozenset()
     substantial: bool = False
+    #: Their name as identity gives it (the token's `name` claim), for the signatures they
+    #: make; None when the token carries none.
+    name: str | None = None
 
 
 @dataclass(frozen=True)

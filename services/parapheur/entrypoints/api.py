@@ -129,9 +129,25 @@ def refusals() -> Iterator[None]:
         raise ApiError(422, "invalid_document", error.reason) from None
 
 
+#: Longest signer name put into a certificate and a signature (an X.520 name allows 64 to
+#: a common name; a longer one is cut rather than refused).
+MAX_SIGNER_NAME = 64
+
+
+def signer_name(principal: Principal) -> str | None:
+    """The person's name from the token's `name` claim (OpenID Connect's standard claim), the
+    only personal data the parapheur puts into a signature beside the certificate it issues;
+    no email, no username."""
+    claimed = principal.claims.get("name")
+    if not isinstance(claimed, str):
+        return None
+    name = " ".join("".join(c for c in claimed if c.isprintable()).split())[:MAX_SIGNER_NAME]
+    return name.strip() or None
+
+
 def agent_of(principal: Principal) -> Agent:
     desks = frozenset(r[len(DESK_ROLE) :] for r in principal.roles if r.startswith(DESK_ROLE))
-    return Agent(principal.subject, desks, principal.meets(LOA_SUBSTANTIAL))
+    return Agent(principal.subject, desks, principal.meets(LOA_SUBSTANTIAL), signer_name(principal))
 
 
 def _delegation_json(delegation: Delegation) -> dict[str, Any]:
@@ -353,7 +369,10 @@ def build_router(context: ApiContext) -> APIRouter:
         with refusals():
             loaded = await handlers.get_folder(tenant, folder_id, deps)
         events = await context.folders.history(tenant, folder_id)
-        return proof_report(loaded.folder, events, lambda user: board.shown(tenant, user))
+        report = proof_report(loaded.folder, events, lambda user: board.shown(tenant, user))
+        # Then every string, as for the history: the folder's copy of its circuit names its
+        # actors too, and a field added later must not leak an id.
+        return dict(board.pseudonymised(tenant, report))
 
     @router.get("/folders/{folder_id}/proof", tags=["documents"])
     async def proof(folder_id: FolderId, who: Reader) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from parapheur.domain.events import (
     DelegationRevoked,
     DocumentRef,
     SignatureInfo,
+    StepSpec,
 )
 from parapheur.domain.model import Delegation, Folder, validate_circuit
 from parapheur.service_layer.ports import (
@@ -270,6 +271,7 @@ async def act_on_step(command: ActOnStep, deps: Deps) -> Folder:
             authority.on_behalf_of,
             command.comment,
             record,
+            signer_name=command.agent.name,
         )
     return await _seal_if_due(loaded, deps)
 
@@ -282,6 +284,8 @@ async def _sign_and_store(
     on_behalf_of: str | None,
     comment: str,
     record: Callable[[DocumentRef, SignatureInfo], None],
+    *,
+    signer_name: str | None = None,
 ) -> None:
     folder = loaded.folder
     if deps.signer is None:
@@ -300,10 +304,13 @@ async def _sign_and_store(
         kind=kind,
         signer=signer,
         on_behalf_of=on_behalf_of,
-        reason=comment or f"{spec.label or kind} — {folder.circuit.name}: {folder.title}",
+        reason=signature_reason(
+            folder.circuit.name, step, len(folder.steps), spec, folder.title, comment
+        ),
         location=deps.signature_location or folder.tenant,
         # Unique even when several people sign one "all" step.
         field_name=f"Sig{version}-Step{step + 1}-{kind}",
+        signer_name=signer_name,
     )
     deps.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=deps.workdir) as scratch:
@@ -337,6 +344,15 @@ async def _sign_and_store(
     except BaseException:
         await _forget(deps, [name])
         raise
+
+
+def signature_reason(
+    circuit: str, step: int, steps: int, spec: StepSpec, title: str, comment: str
+) -> str:
+    """What the signature says it is for: always the circuit and the step (a verifier shows
+    nothing else about where in the circuit it was made), then the signer's comment if any."""
+    reason = f"{circuit}, step {step + 1}/{steps} ({spec.label or spec.kind}): {title}"
+    return f"{reason} — {comment}" if comment else reason
 
 
 async def _seal_if_due(loaded: LoadedFolder, deps: Deps, *, defer: bool = True) -> Folder:

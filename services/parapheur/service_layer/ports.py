@@ -37,6 +37,9 @@ class SignatureRequest:
     reason: str
     location: str
     field_name: str
+    #: The signer's name from identity, for their certificate and the signature; None for a
+    #: seal, or when identity gave none (the certificate then names the user id).
+    signer_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class SignatureApplied:
     certificate_subject: str
     certificate_sha256: str
     level: str
+    #: The timestamp's time (the TSA's genTime) when there is one, else the signer's clock.
     signed_at: datetime
     timestamp_at: datetime | None
 

@@ -95,6 +95,10 @@ class TaskBoard:
         if not self._erased:
             return value
         if isinstance(value, str):
+            # A step's slot names its actor as `user:<id>` (`ActorRef.key`).
+            kind, colon, ident = value.partition(":")
+            if colon and kind == "user" and self.is_erased(tenant, ident):
+                return f"user:{pseudonym(ident)}"
             return self.shown(tenant, value)
         if isinstance(value, list | tuple):
             return [self.pseudonymised(tenant, item) for item in value]

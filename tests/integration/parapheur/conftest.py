@@ -60,10 +60,20 @@ class Parapheur:
     wiring: Wiring
 
     def agent(
-        self, sub: str, tenant: str = "bordeaux", *roles: str, substantial: bool = False
+        self,
+        sub: str,
+        tenant: str = "bordeaux",
+        *roles: str,
+        substantial: bool = False,
+        name: str | None = None,
     ) -> dict[str, str]:
+        """An agent's token; `name` as identity's OpenID Connect `name` claim."""
         return self.issuer.bearer(
-            sub, tenant, roles=("agent", *roles), acr=LOA_SUBSTANTIAL if substantial else None
+            sub,
+            tenant,
+            roles=("agent", *roles),
+            acr=LOA_SUBSTANTIAL if substantial else None,
+            extra={"name": name} if name else None,
         )
 
     def admin(self, tenant: str = "bordeaux") -> dict[str, str]:

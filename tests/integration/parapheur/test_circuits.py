@@ -3,9 +3,13 @@ by poppler's pdfsig and pyHanko's validator."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+from identity.domain.events import UserErased
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.issuer import TestIssuer
@@ -23,7 +27,9 @@ async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
     parapheur: Parapheur, trust_env: TrustEnv, tmp_path: Path
 ) -> None:
     sam = parapheur.agent("sam")
-    alice = parapheur.agent("alice", "bordeaux", "desk:secretariat", substantial=True)
+    alice = parapheur.agent(
+        "alice", "bordeaux", "desk:secretariat", substantial=True, name="Alice Durand"
+    )
     bob = parapheur.agent("bob", "bordeaux", "signatory", substantial=True)
 
     submitted = await parapheur.submit(sam)
@@ -88,10 +94,29 @@ async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
     report = await validate_pdf(final, [trust_env.pki.ca_pem_path])
     assert len(report.signatures) == 2
     assert report.all_ok, report
+    # The signature names the person (identity's `name` claim), not their opaque id.
+    assert [s.signer for s in report.signatures] == ["Alice Durand", "Cachet serveur Bordeaux"]
+    # The circuit step is in the reason even with a comment; the recorded time is the TSA's.
+    reasons = signature_reasons(final)
+    assert reasons[0] == (
+        "Arrêté, step 2/3 (signature): Arrêté de voirie — pour le maire, par délégation"
+    )
+    assert reasons[1] == "Arrêté, step 3/3 (seal): Arrêté de voirie"
+    for recorded, checked in zip(proof["signatures"], report.signatures, strict=True):
+        assert checked.timestamp_time is not None
+        assert datetime.fromisoformat(recorded["signed_at"]) == checked.timestamp_time
+        assert datetime.fromisoformat(recorded["timestamp_at"]) == checked.timestamp_time
     if pdfsig_available():
         checked = pdfsig_verify(final, trust_env.pki.ca_pem_path)
         assert len(checked.signatures) == 2
         assert checked.all_valid_and_trusted, checked.output
+
+
+def signature_reasons(path: Path) -> list[str]:
+    """The /Reason of every signature of a PDF, as a verifier reads it."""
+    with path.open("rb") as stream:
+        reader = PdfFileReader(stream, strict=False)
+        return [str(s.sig_object["/Reason"]) for s in reader.embedded_signatures]
 
 
 async def test_signatures_are_pades_b_lta_when_configured(
@@ -198,3 +223,43 @@ async def test_an_all_of_signature_step_takes_one_valid_signature_per_signer(
     report = await validate_pdf(final, [trust_env.pki.ca_pem_path])
     assert len(report.signatures) == 2
     assert report.all_ok, report
+
+
+async def test_an_erased_signer_leaves_the_views_and_their_signature_stays_valid(
+    parapheur: Parapheur, trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    signatory = f"u-{uuid.uuid4().hex[:8]}"
+    await parapheur.circuit(
+        {
+            "id": "arrete-simple",
+            "name": "Arrêté simple",
+            "steps": [{"kind": "signature", "actors": [{"kind": "user", "id": signatory}]}],
+        }
+    )
+    sam = parapheur.agent("sam")
+    folder = (await parapheur.submit(sam, circuit_id="arrete-simple")).json()["id"]
+    signed = await parapheur.act(
+        folder, 0, "sign", parapheur.agent(signatory, substantial=True, name="Jeanne Roux")
+    )
+    assert signed.json()["status"] == "signed", signed.text
+    await parapheur.platform.publisher.publish(
+        UserErased(user_id=signatory, tenant="bordeaux", kind="agent"),
+        tenant="bordeaux",
+        aggregate_id=signatory,
+    )
+
+    async def pseudonymised() -> bool:
+        proof = await parapheur.http.get(f"/v1/folders/{folder}/proof", headers=sam)
+        return signatory not in proof.text
+
+    await eventually(pseudonymised)
+    for view in ("/proof", "/proof.html", "/history"):
+        shown = await parapheur.http.get(f"/v1/folders/{folder}{view}", headers=sam)
+        assert "Jeanne Roux" not in shown.text, view
+        assert signatory not in shown.text, view
+    download = await parapheur.http.get(f"/v1/folders/{folder}/document", headers=sam)
+    final = tmp_path / "signed.pdf"
+    final.write_bytes(download.content)
+    report = await validate_pdf(final, [trust_env.pki.ca_pem_path])
+    assert report.all_ok, report
+    assert [s.signer for s in report.signatures] == ["Jeanne Roux"]  # the PDF is as signed

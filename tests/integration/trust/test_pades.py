@@ -179,6 +179,25 @@ async def test_b_t_without_a_tsa_and_encrypted_input_are_refused(trust_env: Trus
             )
 
 
+async def test_the_signing_time_reported_is_the_timestamps_and_a_b_b_has_none(
+    trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    with Token.open(trust_env.token) as token:
+        seal = SigningIdentities(trust_env.pki, token).seal_signer("pades", "Ville de Test")
+        stamped, plain = io.BytesIO(), io.BytesIO()
+        b_t = await sign_pdf(
+            io.BytesIO(minimal_pdf()), stamped, seal, field_name="s", tsa_url=trust_env.tsa_url
+        )
+        b_b = await sign_pdf(io.BytesIO(minimal_pdf()), plain, seal, field_name="s", level="B-B")
+    path = tmp_path / "b-t.pdf"
+    path.write_bytes(stamped.getvalue())
+    (checked,) = (await validate_pdf(path, [trust_env.pki.ca_pem_path])).signatures
+    assert b_t.timestamp_time is not None
+    assert b_t.timestamp_time == checked.timestamp_time  # the TSA's genTime, read back
+    assert b_b.timestamp_time is None
+    assert b_b.signing_time.tzinfo is not None
+
+
 async def test_a_write_only_output_is_refused_before_anything_is_signed(
     trust_env: TrustEnv, tmp_path: Path
 ) -> None:

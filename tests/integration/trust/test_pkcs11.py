@@ -63,8 +63,24 @@ def test_a_signer_is_reused_until_its_certificate_is_issued_again(trust_env: Tru
             tenant_id="t",
             tenant_name="Commune",
             subject_id="reissued",
-            display_name="Agent A (renamed)",
+            display_name="Agent A",
         )
         again = identities.agent_signer("t", "Commune", "reissued", "Agent A")
         assert again is not first
         assert again.signing_cert.dump() == to_asn1(renewed).dump()
+
+
+def test_an_agent_whose_name_changed_gets_a_certificate_naming_them_for_the_same_key(
+    trust_env: TrustEnv,
+) -> None:
+    with Token.open(trust_env.token) as token:
+        identities = SigningIdentities(trust_env.pki, token)
+        # Issued before identity gave the name: the certificate named the user id.
+        before = identities.agent_signer("t", "Commune", "u-renamed", "u-renamed")
+        named = identities.agent_signer("t", "Commune", "u-renamed", "Claire Petit")
+        assert named is not before
+        assert named.signing_cert.subject.native["common_name"] == "Claire Petit"
+        assert identities.agent_signer("t", "Commune", "u-renamed", "Claire Petit") is named
+        key = token.public_key(agent_cert_name("t", "u-renamed"))
+        assert named.signing_cert.public_key.dump() == before.signing_cert.public_key.dump()
+        assert _spki(trust_env.pki.certificate(agent_cert_name("t", "u-renamed"))) == key

@@ -91,6 +91,7 @@ def test_an_erased_persons_id_is_pseudonymised_wherever_it_appears_in_recorded_d
     recorded = {
         "actor": "alice",
         "on_behalf_of": "bob",
+        "slot": "user:bob",
         "users": ["bob", "carol"],
         "signature": {"signer": "bob", "certificate_subject": "CN=Bob Martin, O=Bordeaux"},
     }
@@ -98,6 +99,7 @@ def test_an_erased_persons_id_is_pseudonymised_wherever_it_appears_in_recorded_d
     assert shown == {
         "actor": "alice",
         "on_behalf_of": pseudonym("bob"),
+        "slot": f"user:{pseudonym('bob')}",
         "users": [pseudonym("bob"), "carol"],
         "signature": {"signer": pseudonym("bob"), "certificate_subject": pseudonym("bob")},
     }
