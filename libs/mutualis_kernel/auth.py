@@ -99,8 +99,12 @@ def insufficient(description: str, error: str = "insufficient_scope") -> AuthErr
 class JwksCache:
     """The issuer's public keys, fetched on first use and again when a new `kid` appears.
 
-    Refreshes are rate-limited so a flood of tokens with made-up `kid`s cannot make us hammer
-    the issuer.
+    Refreshes are rate-limited (one per `min_refresh_interval_s`) so a flood of tokens with
+    made-up `kid`s cannot make us hammer the issuer. A token with an unknown `kid` that comes
+    sooner waits for the next allowed fetch instead of being refused: right after the issuer
+    rotates its key, the first tokens of the new key must not fail because the set was
+    fetched a moment before. Tokens that were waiting while a fetch happened use its result
+    rather than fetch again, so each waits one interval at most.
     """
 
     def __init__(
@@ -108,22 +112,27 @@ class JwksCache:
         jwks_url: str,
         *,
         client: httpx.AsyncClient | None = None,
-        min_refresh_interval_s: float = 5.0,
+        min_refresh_interval_s: float = 1.0,
     ) -> None:
         self.jwks_url = jwks_url
         self._client = client
         self._keys: KeySet | None = None
         self._kids: set[str] = set()
         self._fetched_at = 0.0
+        self._fetches = 0
         self._min_refresh_interval_s = min_refresh_interval_s
         self._lock = asyncio.Lock()
 
     async def key_set(self, kid: str | None) -> KeySet:
         if self._keys is not None and (kid is None or kid in self._kids):
             return self._keys
+        arrived_after = self._fetches
         async with self._lock:
-            stale = time.monotonic() - self._fetched_at >= self._min_refresh_interval_s
-            if self._keys is None or (kid not in self._kids and stale):
+            unknown = self._keys is None or (kid is not None and kid not in self._kids)
+            if unknown and (self._keys is None or self._fetches == arrived_after):
+                wait = self._min_refresh_interval_s - (time.monotonic() - self._fetched_at)
+                if self._keys is not None and wait > 0:
+                    await asyncio.sleep(wait)
                 await self._fetch()
         if self._keys is None:
             raise invalid_token("issuer keys unavailable")
@@ -142,10 +151,14 @@ class JwksCache:
         except (httpx.HTTPError, ValueError, JoseError) as error:
             if self._keys is None:
                 raise AuthError(503, "temporarily_unavailable", f"JWKS: {error}") from None
-            return  # keep serving with the keys we have
+            # Keep serving with the keys we have; a failed try counts against the rate limit.
+            self._fetched_at = time.monotonic()
+            self._fetches += 1
+            return
         self._keys = keys
         self._kids = {str(k["kid"]) for k in data.get("keys", []) if "kid" in k}
         self._fetched_at = time.monotonic()
+        self._fetches += 1
 
 
 class TokenVerifier:

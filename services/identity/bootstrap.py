@@ -120,6 +120,13 @@ async def serving(identity: Identity) -> AsyncIterator[uvicorn.Server]:
     ]
     if identity.provider.failures is not None:
         background.append(asyncio.create_task(identity.provider.failures.watch(stop)))
+    if identity.settings.signing_key_max_age_days > 0:
+        rotation = identity.provider.keys.rotate_periodically(
+            identity.settings.signing_key_max_age_days * 86400,
+            stop,
+            check_every_s=identity.settings.signing_key_check_every_s,
+        )
+        background.append(asyncio.create_task(rotation))
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)

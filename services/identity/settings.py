@@ -18,6 +18,16 @@ class IdentitySettings(KernelSettings):
         default=SecretStr("changeme"),
         description="Encrypts private signing keys at rest in the identity_keys KV bucket.",
     )
+    signing_key_max_age_days: float = Field(
+        default=90.0,
+        ge=0,
+        description=(
+            "The signing key is rotated once it is this old (0: only on demand, POST "
+            "/admin/signing-keys/rotate); the retired key stays in the JWKS until its tokens "
+            "have expired."
+        ),
+    )
+    signing_key_check_every_s: float = Field(default=3600.0, gt=0)
     access_token_ttl_s: int = 300
     id_token_ttl_s: int = 300
     refresh_token_ttl_s: int = 30 * 24 * 3600

@@ -101,6 +101,7 @@ NOTIFICATION_ADMINS = who(ANY_KIND, "tenant-admin")
 
 PROTECTED: dict[str, dict[str, Who]] = {
     "identity": {
+        "POST /admin/signing-keys/rotate": who(AGENTS, "platform-admin"),
         "POST /admin/tenants/{tenant}/users": IDENTITY_ADMINS,
         "POST /admin/tenants/{tenant}/users/{user_id}/disable": IDENTITY_ADMINS,
         "POST /admin/tenants/{tenant}/users/{user_id}/enable": IDENTITY_ADMINS,

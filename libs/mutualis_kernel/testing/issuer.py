@@ -31,8 +31,17 @@ class TestIssuer:
         self.port = port or free_port_block(1)
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.key = ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:12]})
+        self.retired: list[ECKey] = []
+        #: How many times the JWKS was fetched (what a verifier's rate limit must bound).
+        self.jwks_requests = 0
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def rotate(self) -> ECKey:
+        """Sign with a new key from now on; the old one stays published, as identity does."""
+        self.retired.append(self.key)
+        self.key = ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:12]})
+        return self.key
 
     def verifier(self, audience: str) -> TokenVerifier:
         return TokenVerifier(self.issuer, audience)
@@ -89,7 +98,8 @@ class TestIssuer:
 
         @app.get("/jwks")
         async def jwks() -> dict[str, Any]:
-            return {"keys": [self.key.as_dict(private=False)]}
+            self.jwks_requests += 1
+            return {"keys": [k.as_dict(private=False) for k in (self.key, *self.retired)]}
 
         return app
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwe
 from joserfc.jwk import ECKey, KeySet, OctKey
 
-from identity.adapters.repository import Bucket
+from identity.adapters.repository import Bucket, StaleWrite
 from identity.domain.errors import AlreadyExists
 from mutualis_kernel.bus.kv import scan
 
@@ -141,16 +141,61 @@ class KeyStore:
         return str(current[0]["kid"])
 
     async def rotate(self) -> str:
-        """A new signing key; the previous one is retired but stays in the JWKS for a while."""
+        """A new signing key; the previous one is retired but stays in the JWKS for a while.
+
+        Another instance rotating at the same moment wins or loses on `current`'s revision;
+        the loser's key is dropped and the winner's returned, so one rotation happens."""
         previous = await self.bucket.get(CURRENT)
+        try:
+            return await self._rotate_from(previous)
+        except StaleWrite:
+            return await self.current_kid()
+
+    async def rotate_if_older_than(self, max_age_s: float) -> str | None:
+        """Rotate when the current key was made more than `max_age_s` ago; the new kid, or
+        None when it is not due (or another instance has just rotated)."""
+        current = await self.bucket.get(CURRENT)
+        if current is None:
+            return None
+        key = await self.bucket.get(f"key.{current[0]['kid']}")
+        if key is not None and time.time() - float(key[0].get("created_at") or 0) < max_age_s:
+            return None
+        try:
+            return await self._rotate_from(current)
+        except StaleWrite:
+            return None
+
+    async def rotate_periodically(
+        self, max_age_s: float, stop: asyncio.Event, *, check_every_s: float = 3600.0
+    ) -> None:
+        """Keep the signing key younger than `max_age_s`, checking every `check_every_s`, until
+        `stop`. Every instance runs it; compare-and-set on `current` makes one of them rotate."""
+        while not stop.is_set():
+            try:
+                kid = await self.rotate_if_older_than(max_age_s)
+            except (nats.errors.Error, TimeoutError, LookupError) as error:
+                log.warning("keys.rotation_check_failed", error=repr(error))
+            else:
+                if kid is not None:
+                    log.info("keys.rotated", kid=kid, reason="max age reached")
+            await _sleep_or_stop(stop, check_every_s)
+
+    async def _rotate_from(self, previous: tuple[dict[str, Any], int] | None) -> str:
         kid = await self._store_new_key()
-        if previous is not None:
+        if previous is None:
+            await self.bucket.put(CURRENT, {"kid": kid})
+        else:
+            try:
+                await self.bucket.update(CURRENT, {"kid": kid}, previous[1])
+            except StaleWrite:
+                await self.bucket.delete(f"key.{kid}")  # never signed anything
+                raise
+            # Retired once no longer current: its tokens still verify until they expire.
             old_kid = str(previous[0]["kid"])
             old = await self.bucket.get(f"key.{old_kid}")
             if old is not None:
                 old[0]["retired_at"] = time.time()
                 await self.bucket.put(f"key.{old_kid}", old[0])
-        await self.bucket.put(CURRENT, {"kid": kid})
         self.invalidate()
         return kid
 

@@ -7,6 +7,7 @@ identity does not call itself over HTTP). An admin of one tenant gets 403 on ano
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -18,6 +19,8 @@ from identity.domain.model import ADMIN_ROLES
 from identity.service_layer import handlers
 from identity.service_layer.provider import Provider
 from mutualis_kernel.http import ApiError, readable_errors
+
+log = structlog.get_logger("identity.api")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,18 @@ def api_router(provider: Provider) -> APIRouter:
             raise HTTPException(409, "changed concurrently; retry") from None
         except InvalidCommand as error:
             raise HTTPException(422, str(error)) from None
+
+    @router.post("/admin/signing-keys/rotate")
+    async def rotate_signing_key(who: CallerDep) -> dict[str, str]:
+        """A new signing key now (a key suspected compromised, a test of the relying parties'
+        JWKS handling); tokens already issued stay valid until they expire."""
+        if who.kind != "agent" or "platform-admin" not in who.roles:
+            raise _refusal(
+                403, "insufficient_scope", "rotating the signing key needs the platform-admin role"
+            )
+        kid = await provider.keys.rotate()
+        log.info("keys.rotated", kid=kid, reason="asked by a platform admin", by=who.subject)
+        return {"kid": kid}
 
     @router.post("/admin/tenants/{tenant}/users", status_code=201)
     async def create_user(tenant: str, body: dict[str, Any], who: CallerDep) -> dict[str, Any]:

@@ -3,6 +3,7 @@ talking HTTP to a real `python -m identity` on a real three-datacenter NATS clus
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -27,6 +28,7 @@ from identity.devseed import (
     demo_totp_secret,
     service_client_secret,
 )
+from mutualis_kernel.auth import TokenVerifier
 
 from .conftest import RunningIdentity, start_identity, stop_identity
 
@@ -664,6 +666,70 @@ async def test_key_rotation_keeps_tokens_in_flight_valid(
     assert {old_kid, new_kid} <= published
     assert (await introspect(identity_dc1, before))["active"] is True
     assert (await introspect(identity_dc1, after))["active"] is True
+
+
+async def test_a_platform_admin_rotates_the_key_and_other_services_follow_through_the_jwks(
+    identity_dc1: RunningIdentity,
+) -> None:
+    # A verifier of another service caches the JWKS; a token signed with a kid it has never
+    # seen makes it fetch the set again (the kernel's `auth.TokenVerifier`, not our own code).
+    verifier = TokenVerifier(identity_dc1.issuer, "mutualis:parapheur")
+    before = await service_token(identity_dc1)
+    assert (await verifier.verify(before)).tenant
+
+    admin, _, _ = await code_flow(identity_dc1, "sre.metropole")
+    agent, _, _ = await code_flow(identity_dc1, "admin.talence")
+    async with httpx.AsyncClient(base_url=identity_dc1.url) as http:
+        refused = await http.post(
+            "/admin/signing-keys/rotate",
+            headers={"Authorization": f"Bearer {agent['access_token']}"},
+        )
+        rotated = await http.post(
+            "/admin/signing-keys/rotate",
+            headers={"Authorization": f"Bearer {admin['access_token']}"},
+        )
+    assert refused.status_code == 403  # a tenant admin does not rotate the territory's key
+    assert rotated.status_code == 200, rotated.text
+    new_kid = rotated.json()["kid"]
+
+    deadline = time.monotonic() + 10
+    while True:
+        after = await service_token(identity_dc1)
+        kid = json.loads(base64.urlsafe_b64decode(after.split(".")[0] + "=="))["kid"]
+        if kid == new_kid or time.monotonic() > deadline:
+            break
+    assert kid == new_kid
+    assert (await verifier.verify(after)).subject == "svc-parapheur"
+    assert (await verifier.verify(before)).subject == "svc-parapheur"  # still in the JWKS
+
+
+async def test_instances_rotating_at_once_make_one_rotation_and_a_young_key_is_kept(
+    identity_dc1: RunningIdentity, nats_cluster: Any
+) -> None:
+    import nats
+
+    from identity.adapters.keys import CURRENT, KeyStore
+    from identity.adapters.repository import Bucket
+
+    from .conftest import KEY_SECRET
+
+    nc = await nats.connect(servers=nats_cluster.client_urls)
+    try:
+        bucket = Bucket(await nc.jetstream().key_value("identity_keys"))
+        instances = [KeyStore(bucket, KEY_SECRET, 360) for _ in range(3)]
+        keys_before = await instances[0]._key_names()
+        # Every instance finds the key over its age at the same moment: one rotates.
+        kids = await asyncio.gather(*(k.rotate_if_older_than(0) for k in instances))
+        winners = [kid for kid in kids if kid is not None]
+        assert len(winners) == 1
+        current = await bucket.get(CURRENT)
+        assert current is not None
+        assert current[0]["kid"] == winners[0]
+        assert len(await instances[0]._key_names()) == len(keys_before) + 1  # no orphan key
+        # A key younger than the maximum age is left alone.
+        assert await instances[1].rotate_if_older_than(3600) is None
+    finally:
+        await nc.close()
 
 
 @pytest.mark.slow

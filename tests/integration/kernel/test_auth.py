@@ -1,5 +1,6 @@
 """Services refuse every bad token through the kernel's verifier (with a stand-in issuer)."""
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -11,7 +12,13 @@ from fastapi import Depends, FastAPI
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
-from mutualis_kernel.auth import LOA_SUBSTANTIAL, Principal, authenticated, require_tenant
+from mutualis_kernel.auth import (
+    LOA_SUBSTANTIAL,
+    AuthError,
+    Principal,
+    authenticated,
+    require_tenant,
+)
 from mutualis_kernel.testing.issuer import TestIssuer
 
 
@@ -137,3 +144,28 @@ async def test_signing_needs_the_role_and_a_substantial_session(
         "/sign", headers=issuer.bearer("s", "pessac", roles=("signatory",), acr=LOA_SUBSTANTIAL)
     )
     assert stepped_up.status_code == 200
+
+
+async def test_a_key_rotated_just_after_the_last_fetch_is_accepted_without_a_refusal() -> None:
+    # A verifier that fetched the JWKS a moment ago meets the first token of the issuer's new
+    # key: it waits for its next allowed fetch rather than answer 401.
+    issuer = TestIssuer()
+    async with issuer.running():
+        verifier = issuer.verifier("mutualis:parapheur")
+        assert (await verifier.verify(issuer.mint("a1", "bordeaux"))).subject == "a1"
+        issuer.rotate()
+        assert (await verifier.verify(issuer.mint("a2", "bordeaux"))).subject == "a2"
+
+
+async def test_a_flood_of_made_up_kids_fetches_the_issuer_keys_once_per_interval() -> None:
+    issuer = TestIssuer()
+    async with issuer.running():
+        verifier = issuer.verifier("mutualis:parapheur")
+        await verifier.verify(issuer.mint("a1", "bordeaux"))
+        stranger = ECKey.generate_key("P-256", parameters={"kid": "made-up"})
+        forged = [issuer.mint("x", "bordeaux", key=stranger) for _ in range(50)]
+        outcomes = await asyncio.gather(
+            *(verifier.verify(token) for token in forged), return_exceptions=True
+        )
+    assert all(isinstance(o, AuthError) and o.status == 401 for o in outcomes)
+    assert issuer.jwks_requests <= 3  # the first fetch, then one per interval at most
