@@ -175,6 +175,8 @@ def up(
     except KeyboardInterrupt:
         fail("interrupted; everything started was stopped", 130)
     console.print(platform.placement_table(state))
+    if (how_to_log_in := platform.login_help(state)) is not None:
+        console.print(how_to_log_in, highlight=False)
     if detach:
         console.print(f"running in the background; stop with `mutualis down --run-dir {run_dir}`")
         return

@@ -309,6 +309,27 @@ def placement_table(state: RunState) -> Table:
     return table
 
 
+def login_help(state: RunState) -> str | None:
+    """How to log in to what just started (identity's demo accounts), or None without identity."""
+    identity = next((s for s in state.services if s.name == "identity"), None)
+    if identity is None:
+        return None
+    from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_REDIRECT_URI
+
+    return "\n".join(
+        (
+            f"Log in: OpenID Connect issuer {identity.url} (discovery: "
+            f"{identity.url}/.well-known/openid-configuration)",
+            f"  demo client {DEMO_CLIENT_ID} (public, PKCE), redirect URI {DEMO_REDIRECT_URI}",
+            f"  every demo account's password: {DEMO_PASSWORD} — agents agent.<commune>, "
+            "signataire.<commune> (TOTP), archiviste.<commune>, admin.<commune>; "
+            "sre.metropole (platform)",
+            "  all accounts, clients and TOTP secrets: `mutualis dev credentials`; "
+            "a whole working day: `mutualis demo`",
+        )
+    )
+
+
 # -- running attached -----------------------------------------------------------------------
 class _Stop(Exception):
     pass

@@ -28,6 +28,8 @@ class RunningPlatform:
     run_dir: Path
     urls: PlatformUrls
     receiver: OtlpReceiver
+    #: What `mutualis up` printed.
+    up_output: str = ""
 
     @property
     def state(self) -> RunState:
@@ -74,7 +76,7 @@ def running_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
             assert started.returncode == 0, started.stdout + started.stderr
             state = load_state(run_dir)
             assert state is not None
-            yield RunningPlatform(run_dir, platform_urls(state), receiver)
+            yield RunningPlatform(run_dir, platform_urls(state), receiver, started.stdout)
         finally:
             subprocess.run(
                 [sys.executable, "-m", "mutualis_cli.main", "down", "--run-dir", str(run_dir)],
