@@ -9,7 +9,10 @@ seals). Public API, stable across services:
 - `pkcs11`: `TokenConfig`, `SoftHsm.provision(dir, label, pin, so_pin)`, `Token.open(config)` /
   `Token.connect(config)` with `generate_key`, `ensure_key`, `public_key`, `signer`;
   `software_fallback_allowed(dev_mode)`, `softhsm_available()`, `SOFTHSM_MISSING`.
-- `identities`: `SigningIdentities(pki, token).seal_signer(...)` / `.agent_signer(...)`.
+- `identities`: `SigningIdentities(pki, token, metrics).seal_signer(...)` / `.agent_signer(...)`,
+  `.report_certificates()`.
+- `metrics`: `TrustMetrics`, what a service's `DomainMetrics` receives (timestamp requests,
+  certificate expiry).
 - `tsa`: `DevTsa.running(pki)`, `timestamp(url, data)`, `verify_timestamp(token, data, ca_pem)`,
   `TimestampToken`.
 - `pades`: `sign_pdf` (with a reusable `http_timestamper(url)`), `validate_pdf`,
@@ -18,6 +21,7 @@ seals). Public API, stable across services:
 """
 
 from mutualis_trust.identities import SigningIdentities
+from mutualis_trust.metrics import TrustMetrics
 from mutualis_trust.pades import (
     InvalidPdf,
     PadesError,
@@ -80,6 +84,7 @@ __all__ = [
     "Token",
     "TokenConfig",
     "TokenError",
+    "TrustMetrics",
     "ValidationReport",
     "agent_cert_name",
     "find_softhsm_module",

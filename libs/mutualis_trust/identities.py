@@ -9,6 +9,11 @@ Signers are built once per identity and reused: building one costs a certificate
 parse plus several token searches, and a signing service asks for the same few identities all
 day. A certificate re-issued on disk (another process, a restored PKI directory) is noticed by
 its file's modification time and size, and the signer is built again.
+
+Given a `TrustMetrics`, every certificate loaded or issued here reports its end of validity
+(the `SigningCertificateExpiringSoon` alert): each tenant seal under its key label, and the
+agents of a tenant as one series holding the earliest expiry among those who signed since the
+process started (a series per agent would be one per person).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -27,8 +33,11 @@ from cryptography.x509.oid import NameOID
 from pyhanko.sign.pkcs11 import PKCS11Signer
 from pyhanko.sign.signers import Signer
 
+from mutualis_trust.metrics import AGENT_CERTIFICATES, TrustMetrics
 from mutualis_trust.pkcs11 import Token, software_signer
 from mutualis_trust.pki import DevPki, agent_cert_name, seal_cert_name
+
+SEAL_PREFIX = "seal-"
 
 
 def _matches(cert: x509.Certificate | None, token: Token, label: str) -> bool:
@@ -56,6 +65,45 @@ class _CachedSigner(NamedTuple):
     signer: PKCS11Signer
 
 
+def tenant_of(cert: x509.Certificate) -> str | None:
+    """The tenant a dev-PKI seal or agent certificate belongs to (its OU)."""
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return str(units[0].value) if units else None
+
+
+class CertificateExpiries:
+    """Tells a service's metrics when the certificates it signs with stop being valid."""
+
+    def __init__(self, metrics: TrustMetrics | None) -> None:
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._agents: dict[str, dict[str, datetime]] = {}
+
+    def seen(self, label: str, tenant: str, cert: x509.Certificate) -> None:
+        if self._metrics is None:
+            return
+        not_after = cert.not_valid_after_utc
+        if label.startswith(SEAL_PREFIX):
+            self._metrics.signing_certificate(label, tenant, not_after)
+            return
+        with self._lock:
+            agents = self._agents.setdefault(tenant, {})
+            agents[label] = not_after
+            earliest = min(agents.values())
+        self._metrics.signing_certificate(AGENT_CERTIFICATES, tenant, earliest)
+
+    def seals_in(self, pki: DevPki) -> None:
+        """Report every seal certificate of the PKI directory (at a service's start, so that
+        the alert does not wait for a tenant's next seal)."""
+        if self._metrics is None:
+            return
+        for path in sorted(pki.certs_dir.glob(f"{SEAL_PREFIX}*.pem")):
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            tenant = tenant_of(cert)
+            if tenant is not None:
+                self.seen(path.stem, tenant, cert)
+
+
 def _file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         stat = path.stat()
@@ -75,9 +123,18 @@ class SigningIdentities:
 
     pki: DevPki
     token: Token
+    metrics: TrustMetrics | None = None
     # Two first signatures by the same agent at once must not create two keys.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _signers: dict[str, _CachedSigner] = field(default_factory=dict, repr=False)
+    _expiries: CertificateExpiries = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._expiries = CertificateExpiries(self.metrics)
+
+    def report_certificates(self) -> None:
+        """Report the seal certificates already issued (call once, at the service's start)."""
+        self._expiries.seals_in(self.pki)
 
     def seal_certificate(self, tenant_id: str, tenant_name: str) -> x509.Certificate:
         """The tenant's seal certificate, creating key and certificate on first use."""
@@ -89,7 +146,8 @@ class SigningIdentities:
                 cert = self.pki.issue_seal_certificate(
                     public, tenant_id=tenant_id, tenant_name=tenant_name
                 )
-            return cert
+        self._expiries.seen(label, tenant_id, cert)
+        return cert
 
     def agent_certificate(
         self, tenant_id: str, tenant_name: str, subject_id: str, display_name: str
@@ -116,7 +174,8 @@ class SigningIdentities:
                     subject_id=subject_id,
                     display_name=display_name,
                 )
-            return cert
+        self._expiries.seen(label, tenant_id, cert)
+        return cert
 
     def seal_signer(self, tenant_id: str, tenant_name: str) -> PKCS11Signer:
         label = seal_cert_name(tenant_id)
@@ -179,7 +238,15 @@ class SoftwareIdentities:
     """
 
     pki: DevPki
+    metrics: TrustMetrics | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _expiries: CertificateExpiries = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._expiries = CertificateExpiries(self.metrics)
+
+    def report_certificates(self) -> None:
+        self._expiries.seals_in(self.pki)
 
     @property
     def key_dir(self) -> Path:
@@ -235,6 +302,7 @@ class SoftwareIdentities:
                     spki, tenant_id=tenant_id, tenant_name=tenant_name
                 ),
             )
+        self._expiries.seen(label, tenant_id, cert)
         return software_signer(pem, cert, [self.pki.ca_cert])
 
     def agent_signer(
@@ -255,4 +323,5 @@ class SoftwareIdentities:
                 ),
                 display_name,
             )
+        self._expiries.seen(label, tenant_id, cert)
         return software_signer(pem, cert, [self.pki.ca_cert])

@@ -45,6 +45,8 @@ from pyhanko.sign.validation import async_validate_pdf_signature, async_validate
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
+from mutualis_trust.metrics import TrustMetrics, tsa_host
+
 PadesLevel = Literal["B-B", "B-T", "B-LTA"]
 
 PDF_MAGIC = b"%PDF-"
@@ -183,16 +185,18 @@ class _HttpTimestamper(TimeStamper):
     one it is tied to one event loop. aiohttp's default session reuses one context per process.
     """
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, metrics: TrustMetrics | None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.url = url
         self.timeout = timeout
+        self._metrics = metrics
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         headers = {
             "Content-Type": "application/timestamp-query",
             "Accept": "application/timestamp-reply",
         }
+        ok = False
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http,
@@ -200,20 +204,31 @@ class _HttpTimestamper(TimeStamper):
             ):
                 response.raise_for_status()
                 body = await response.read()
+            reply = tsp.TimeStampResp.load(body)
+            # A refusal is a failed request too (pyHanko raises on it a little later).
+            ok = reply["status"]["status"].native in ("granted", "granted_with_mods")
+            return reply
         except (aiohttp.ClientError, OSError) as e:
             raise TimestampRequestError(f"timestamp authority {self.url}: {e!r}") from e
-        return tsp.TimeStampResp.load(body)
+        except (ValueError, TypeError, KeyError) as e:
+            raise TimestampRequestError(f"timestamp authority {self.url}: not a reply: {e}") from e
+        finally:
+            if self._metrics is not None:
+                self._metrics.timestamp_requested(tsa_host(self.url), ok)
 
 
-def http_timestamper(tsa_url: str, *, timeout: float = 30) -> TimeStamper:
+def http_timestamper(
+    tsa_url: str, *, timeout: float = 30, metrics: TrustMetrics | None = None
+) -> TimeStamper:
     """A reusable RFC 3161 client for `sign_pdf(..., timestamper=...)`.
 
     Keep one per TSA for the life of a signing service: pyHanko sizes the signature container
     with a dummy timestamp, which a reused timestamper fetches once, while a fresh one asks the
     TSA for it on every signature (two round trips instead of one). It opens an HTTP session
-    per request, so it may be shared across threads and event loops.
+    per request, so it may be shared across threads and event loops. With `metrics`, every
+    request to the TSA is counted, granted or not (the `TsaUnreachable` alert reads those).
     """
-    return _HttpTimestamper(tsa_url, timeout)
+    return _HttpTimestamper(tsa_url, timeout, metrics)
 
 
 def _check_output(output_stream: BinaryIO) -> None:

@@ -33,6 +33,7 @@ import httpx
 from aiohttp import web
 from asn1crypto import algos, cms, core, tsp  # type: ignore[import-untyped]
 
+from mutualis_trust.metrics import TrustMetrics, tsa_host
 from mutualis_trust.pki import DevPki
 
 log = logging.getLogger(__name__)
@@ -149,10 +150,12 @@ async def timestamp(
     hash_algorithm: HashAlgorithm = "sha256",
     timeout: float = 10.0,
     client: httpx.AsyncClient | None = None,
+    metrics: TrustMetrics | None = None,
 ) -> TimestampToken:
     """Ask the TSA at `url` to timestamp `data` (or, with `is_digest=True`, its digest).
 
     Checks that the reply answers this request (same imprint, same nonce) before returning.
+    With `metrics`, each request sent is counted, as granted or failed.
     """
     digest = data if is_digest else digest_of(data, hash_algorithm)
     size = hashlib.new(hash_algorithm).digest_size
@@ -166,26 +169,34 @@ async def timestamp(
         for attempt in range(3):
             nonce = secrets.randbits(63)
             query = build_query(digest, hash_algorithm, nonce=nonce)
+            granted = False
             try:
-                reply = await http.post(url, content=query, headers={"Content-Type": QUERY_TYPE})
-            except httpx.HTTPError as e:
-                raise TimestampError(f"TSA {url} unreachable: {e!r}") from None
-            if reply.status_code != 200:
-                raise TimestampError(
-                    f"TSA {url} answered HTTP {reply.status_code}: {reply.text[:200]}"
-                )
-            try:
-                token = TimestampToken.from_response(reply.content)
-            except TimestampError as error:
-                if attempt == 2 or "not a timestamp response" not in str(error):
-                    raise
-                await asyncio.sleep(0.2)
-                continue
-            if token.hashed_message != digest or token.nonce != nonce:
-                raise TimestampError(
-                    "the TSA answered for another request (imprint or nonce differ)"
-                )
-            return token
+                try:
+                    reply = await http.post(
+                        url, content=query, headers={"Content-Type": QUERY_TYPE}
+                    )
+                except httpx.HTTPError as e:
+                    raise TimestampError(f"TSA {url} unreachable: {e!r}") from None
+                if reply.status_code != 200:
+                    raise TimestampError(
+                        f"TSA {url} answered HTTP {reply.status_code}: {reply.text[:200]}"
+                    )
+                try:
+                    token = TimestampToken.from_response(reply.content)
+                except TimestampError as error:
+                    if attempt == 2 or "not a timestamp response" not in str(error):
+                        raise
+                    await asyncio.sleep(0.2)
+                    continue
+                if token.hashed_message != digest or token.nonce != nonce:
+                    raise TimestampError(
+                        "the TSA answered for another request (imprint or nonce differ)"
+                    )
+                granted = True
+                return token
+            finally:
+                if metrics is not None:
+                    metrics.timestamp_requested(tsa_host(url), granted)
     finally:
         if owned:
             await http.aclose()

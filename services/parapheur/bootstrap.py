@@ -21,6 +21,7 @@ from mutualis_kernel.bus.consumer import EventConsumer
 from mutualis_kernel.events import Envelope, Event
 from mutualis_kernel.health import nats_readiness
 from mutualis_kernel.http import create_app
+from mutualis_kernel.metrics import DomainMetrics
 from mutualis_kernel.runner import Platform, Wiring
 from mutualis_kernel.tenants import default_tenants
 from parapheur import manifest
@@ -45,24 +46,35 @@ from parapheur.settings import ParapheurSettings
 log = structlog.get_logger("parapheur.bootstrap")
 
 
-def trust_signer(settings: ParapheurSettings) -> tuple[DocumentSigner | None, Callable[[], None]]:
-    """The PKCS#11-backed signer the settings describe, or None when no module is configured."""
+def trust_signer(
+    settings: ParapheurSettings, metrics: DomainMetrics | None = None
+) -> tuple[DocumentSigner | None, Callable[[], None]]:
+    """The PKCS#11-backed signer the settings describe, or None when no module is configured.
+
+    Reports the seal certificates already issued to `metrics` (the process's one, by default)
+    at once, so that an expiring seal is alerted on without waiting for the tenant's next seal.
+    """
     from mutualis_trust.identities import SigningIdentities, SoftwareIdentities
     from mutualis_trust.pkcs11 import Token, TokenConfig, software_fallback_allowed
     from mutualis_trust.pki import DevPki
-    from parapheur.adapters.signing import TrustSigner
+    from parapheur.adapters.signing import METRICS, TrustSigner
+
+    metrics = metrics or METRICS
 
     if settings.pkcs11_module is None:
         if not software_fallback_allowed(settings.dev_mode):
             log.warning("signing.disabled", reason="MUTUALIS_PKCS11_MODULE is not set")
             return None, lambda: None
         # Dev mode without any PKCS#11 module: software keys, said loudly (see the warning).
+        software = SoftwareIdentities(DevPki.load_or_create(settings.pki_dir), metrics)
+        software.report_certificates()
         fallback = TrustSigner(
-            SoftwareIdentities(DevPki.load_or_create(settings.pki_dir)),
+            software,
             default_tenants(),
             tsa_url=settings.tsa_url,
             level=settings.pades_level,
             visible_stamp=settings.visible_stamp,
+            metrics=metrics,
         )
         return fallback, lambda: None
 
@@ -74,13 +86,15 @@ def trust_signer(settings: ParapheurSettings) -> tuple[DocumentSigner | None, Ca
             softhsm2_conf=settings.softhsm2_conf,
         )
     )
-    identities = SigningIdentities(DevPki.load_or_create(settings.pki_dir), token)
+    identities = SigningIdentities(DevPki.load_or_create(settings.pki_dir), token, metrics)
+    identities.report_certificates()
     signer = TrustSigner(
         identities,
         default_tenants(),
         tsa_url=settings.tsa_url,
         level=settings.pades_level,
         visible_stamp=settings.visible_stamp,
+        metrics=metrics,
     )
     return signer, token.close
 

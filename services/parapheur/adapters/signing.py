@@ -26,7 +26,10 @@ from mutualis_trust.pades import InvalidPdf, PadesError, SignedPdf, http_timesta
 from parapheur.domain import errors
 from parapheur.service_layer.ports import SignatureApplied, SignatureRequest
 
-#: Signatures and seals applied, per tenant: the parapheur dashboard reads them.
+#: The process's one `DomainMetrics` (OpenTelemetry keeps the first callback registered for an
+#: instrument name, so a second one would report no certificates): signatures and seals
+#: applied per tenant, timestamp requests, certificate expiries. The composition root hands it
+#: to the identities too.
 METRICS = DomainMetrics()
 
 
@@ -44,14 +47,16 @@ class TrustSigner:
         tsa_url: str | None,
         level: Literal["B-B", "B-T", "B-LTA"] = "B-T",
         visible_stamp: bool = False,
+        metrics: DomainMetrics = METRICS,
     ) -> None:
         self._identities = identities
         self._tenants = tenants
         self._tsa_url = tsa_url
         self._level = level
         self._visible = visible_stamp
+        self._metrics = metrics
         # One for the service's life: it fetches pyHanko's size-estimation timestamp once.
-        self._timestamper = http_timestamper(tsa_url) if tsa_url else None
+        self._timestamper = http_timestamper(tsa_url, metrics=metrics) if tsa_url else None
 
     def _signer_for(self, request: SignatureRequest) -> Signer:
         tenant_name = self._tenants.get(request.tenant).name
@@ -100,7 +105,9 @@ class TrustSigner:
             )
         except (PadesError, InvalidPdf) as error:
             raise SigningFailed(str(error)) from None
-        METRICS.signature_applied(request.tenant, "seal" if request.kind == "seal" else "advanced")
+        self._metrics.signature_applied(
+            request.tenant, "seal" if request.kind == "seal" else "advanced"
+        )
         return SignatureApplied(
             field_name=signed.field_name,
             certificate_subject=subject,

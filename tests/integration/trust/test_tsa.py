@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from mutualis_kernel.metrics import TIMESTAMP_REQUESTS, DomainMetrics
 from mutualis_trust.pki import DevPki
 from mutualis_trust.testing import TrustEnv
 from mutualis_trust.tsa import (
     DevTsa,
+    TimestampError,
     TimestampToken,
     TimestampVerificationError,
     build_query,
@@ -31,6 +36,31 @@ async def test_a_token_verifies_with_openssl_against_the_dev_ca(trust_env: Trust
     assert token.hashed_message == hashlib.sha256(data).digest()
     assert token.gen_time.tzinfo is not None
     await asyncio.to_thread(verify_timestamp, token, data, trust_env.pki.ca_pem_path)
+
+
+async def test_every_timestamp_request_is_counted_granted_or_failed(
+    trust_env: TrustEnv,
+) -> None:
+    reader = InMemoryMetricReader()
+    metrics = DomainMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    await timestamp(trust_env.tsa_url, b"journal seal", metrics=metrics)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(TimestampError, match="unreachable"):
+        await timestamp(f"http://127.0.0.1:{port}/tsa", b"journal seal", metrics=metrics)
+    data = reader.get_metrics_data()
+    assert data is not None
+    counted = {
+        dict(point.attributes or {})["outcome"]: point.value  # type: ignore[union-attr]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == TIMESTAMP_REQUESTS
+        for point in metric.data.data_points
+        if (point.attributes or {}).get("server.address") == "127.0.0.1"
+    }
+    assert counted == {"ok": 1, "failed": 1}
 
 
 async def test_tampered_data_fails_verification(trust_env: TrustEnv) -> None:
