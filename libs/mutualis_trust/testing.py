@@ -3,7 +3,9 @@
 Owns pytest fixtures that start REAL components (a SoftHSM token in a temp dir, the dev PKI,
 the dev TSA as a `python -m mutualis_trust.tsa` process on 127.0.0.1). Import the fixtures
 into a conftest.py (`from mutualis_trust.testing import trust_env  # noqa: F401`). Tests that
-need SoftHSM or openssl are skipped with a message saying what to install.
+need SoftHSM or openssl are skipped with a message saying what to install; checks by pdfsig
+call `require_pdfsig()` (or use the `pdfsig` fixture), which skips likewise, and fails under
+`CI=true`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from mutualis_trust.pades import pdfsig_available
 from mutualis_trust.pkcs11 import SOFTHSM_MISSING, SoftHsm, TokenConfig, softhsm_available
 from mutualis_trust.pki import DevPki
+
+PDFSIG_MISSING = (
+    "install poppler-utils and libnss3-tools for pdfsig and certutil "
+    "(make installs them when run as root)"
+)
 
 
 def minimal_pdf(
@@ -126,6 +134,23 @@ def running_tsa(pki: DevPki) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def require_pdfsig() -> None:
+    """Skip the calling test, saying what to install, unless poppler's `pdfsig` can run; under
+    `CI=true` fail instead: CI installs it, so its absence there is a broken set-up that a skip
+    would hide. Call it right before the pdfsig checks, after everything else the test checks."""
+    if pdfsig_available():
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"pdfsig is missing on CI: {PDFSIG_MISSING}")
+    pytest.skip(PDFSIG_MISSING)
+
+
+@pytest.fixture
+def pdfsig() -> None:
+    """For tests that are about pdfsig: `@pytest.mark.usefixtures("pdfsig")`."""
+    require_pdfsig()
 
 
 @pytest.fixture(scope="session")

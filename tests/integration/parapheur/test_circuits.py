@@ -14,9 +14,9 @@ from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.tenants import default_tenants
 from mutualis_kernel.testing.issuer import TestIssuer
 from mutualis_trust.identities import SigningIdentities
-from mutualis_trust.pades import pdfsig_available, pdfsig_verify, validate_pdf
+from mutualis_trust.pades import pdfsig_verify, validate_pdf
 from mutualis_trust.pkcs11 import Token
-from mutualis_trust.testing import TrustEnv
+from mutualis_trust.testing import TrustEnv, require_pdfsig
 from parapheur.adapters.signing import SigningFailed, TrustSigner
 from parapheur.service_layer.ports import DocumentSigner, SignatureApplied, SignatureRequest
 
@@ -106,10 +106,10 @@ async def test_a_folder_goes_through_visa_signature_by_delegation_and_seal(
         assert checked.timestamp_time is not None
         assert datetime.fromisoformat(recorded["signed_at"]) == checked.timestamp_time
         assert datetime.fromisoformat(recorded["timestamp_at"]) == checked.timestamp_time
-    if pdfsig_available():
-        checked = pdfsig_verify(final, trust_env.pki.ca_pem_path)
-        assert len(checked.signatures) == 2
-        assert checked.all_valid_and_trusted, checked.output
+    require_pdfsig()
+    checked = pdfsig_verify(final, trust_env.pki.ca_pem_path)
+    assert len(checked.signatures) == 2
+    assert checked.all_valid_and_trusted, checked.output
 
 
 def signature_reasons(path: Path) -> list[str]:

@@ -19,7 +19,6 @@ from mutualis_trust.pades import (
     InvalidPdf,
     PadesError,
     http_timestamper,
-    pdfsig_available,
     pdfsig_verify,
     sign_pdf,
     validate_pdf,
@@ -28,10 +27,7 @@ from mutualis_trust.pkcs11 import Token
 from mutualis_trust.pki import DevPki
 from mutualis_trust.testing import TrustEnv, encrypted_pdf, minimal_pdf
 
-needs_pdfsig = pytest.mark.skipif(
-    not pdfsig_available(),
-    reason="install poppler-utils and libnss3-tools (make installs them when run as root)",
-)
+needs_pdfsig = pytest.mark.usefixtures("pdfsig")
 
 
 SignedPdfFactory = Callable[[], Awaitable[Path]]
