@@ -10,7 +10,8 @@ seals). Public API, stable across services:
   `Token.connect(config)` with `generate_key`, `ensure_key`, `public_key`, `signer`;
   `software_fallback_allowed(dev_mode)`, `softhsm_available()`, `SOFTHSM_MISSING`.
 - `identities`: `SigningIdentities(pki, token, metrics).seal_signer(...)` / `.agent_signer(...)`,
-  `.report_certificates()`.
+  `.report_certificates()`, `.provision_seals(tenants)`; `provision_seals(pki, token_config,
+  tenants)` (what `mutualis pki init` needs: every tenant's seal, keys made in the token).
 - `metrics`: `TrustMetrics`, what a service's `DomainMetrics` receives (timestamp requests,
   certificate expiry).
 - `tsa`: `DevTsa.running(pki)`, `timestamp(url, data)`, `verify_timestamp(token, data, ca_pem)`,
@@ -20,7 +21,7 @@ seals). Public API, stable across services:
 - `testing`: `minimal_pdf()`, `encrypted_pdf()`, the `trust_env` pytest fixture.
 """
 
-from mutualis_trust.identities import SigningIdentities
+from mutualis_trust.identities import SigningIdentities, provision_seals
 from mutualis_trust.metrics import TrustMetrics
 from mutualis_trust.pades import (
     InvalidPdf,
@@ -92,6 +93,7 @@ __all__ = [
     "inspect_pdf",
     "pdfsig_available",
     "pdfsig_verify",
+    "provision_seals",
     "seal_cert_name",
     "sign_pdf",
     "softhsm_available",

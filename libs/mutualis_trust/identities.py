@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from pyhanko.sign.pkcs11 import PKCS11Signer
 from pyhanko.sign.signers import Signer
 
 from mutualis_trust.metrics import AGENT_CERTIFICATES, TrustMetrics
-from mutualis_trust.pkcs11 import Token, software_signer
+from mutualis_trust.pkcs11 import Token, TokenConfig, software_signer
 from mutualis_trust.pki import DevPki, agent_cert_name, seal_cert_name
 
 SEAL_PREFIX = "seal-"
@@ -149,6 +149,11 @@ class SigningIdentities:
         self._expiries.seen(label, tenant_id, cert)
         return cert
 
+    def provision_seals(self, tenants: Iterable[tuple[str, str]]) -> list[x509.Certificate]:
+        """Each tenant's seal, `(tenant id, tenant name)`: key generated in the token and
+        certificate issued where missing (what `mutualis pki init` does), kept otherwise."""
+        return [self.seal_certificate(tenant_id, name) for tenant_id, name in tenants]
+
     def agent_certificate(
         self, tenant_id: str, tenant_name: str, subject_id: str, display_name: str
     ) -> x509.Certificate:
@@ -215,6 +220,20 @@ class SigningIdentities:
             with self._lock:
                 self._signers[label] = _CachedSigner(stamp, common_name(cert), signer)
         return signer
+
+
+def provision_seals(
+    pki: DevPki, token: TokenConfig, tenants: Iterable[tuple[str, str]]
+) -> list[x509.Certificate]:
+    """`mutualis pki init`'s seals: for each `(tenant id, tenant name)`, a key generated inside
+    the token and a seal certificate from the dev CA, unless they exist already (idempotent).
+
+    Done once, before the services start, rather than on each tenant's first seal: two
+    instances sealing for the first time at once would each create a key under one label, and
+    the certificate's expiry can be watched from the first day.
+    """
+    with Token.open(token) as opened:
+        return SigningIdentities(pki, opened).provision_seals(tenants)
 
 
 class Identities(Protocol):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
+from pathlib import Path
 
-from mutualis_trust.identities import SigningIdentities
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from mutualis_kernel.tenants import default_tenants
+from mutualis_trust.identities import SigningIdentities, provision_seals
 from mutualis_trust.pkcs11 import SoftHsm, Token, to_asn1
-from mutualis_trust.pki import agent_cert_name, seal_cert_name
+from mutualis_trust.pki import DevPki, agent_cert_name, seal_cert_name
 from mutualis_trust.testing import TrustEnv
 
 
@@ -84,3 +88,23 @@ def test_an_agent_whose_name_changed_gets_a_certificate_naming_them_for_the_same
         key = token.public_key(agent_cert_name("t", "u-renamed"))
         assert named.signing_cert.public_key.dump() == before.signing_cert.public_key.dump()
         assert _spki(trust_env.pki.certificate(agent_cert_name("t", "u-renamed"))) == key
+
+
+def test_every_tenants_seal_is_provisioned_with_its_key_in_the_token_once(
+    trust_env: TrustEnv, tmp_path: Path
+) -> None:
+    pki = DevPki.create(tmp_path / "pki")
+    tenants = [(t.slug, t.name) for t in default_tenants().tenants]
+    first = provision_seals(pki, trust_env.token, tenants)
+    again = provision_seals(pki, trust_env.token, tenants)
+    assert again == first  # idempotent: nothing issued twice
+    assert len(first) == len(tenants) > 1
+    with Token.open(trust_env.token) as token:
+        for (slug, name), cert in zip(tenants, first, strict=True):
+            label = seal_cert_name(slug)
+            assert pki.certificate(label) == cert
+            assert _spki(cert) == token.public_key(label)  # certified for the token's key
+            assert token.private_key_attributes(label) == {"sensitive": True, "extractable": False}
+            assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
+                f"Cachet serveur {name}"
+            )
