@@ -207,7 +207,9 @@ DEFAULT_TEMPLATES: dict[str, Template] = {
             "identity.welcome",
             ("name",),
             "Bienvenue sur les services de {{ commune.name }}",
-            "Votre compte a été créé{% if name %}, {{ name }}{% endif %}.",
+            # `is defined` first: identity may register an account without a name, and
+            # StrictUndefined refuses even to test a missing variable.
+            "Votre compte a été créé{% if name is defined and name %}, {{ name }}{% endif %}.",
         ),
         _default(
             "identity.security.refresh-reused",

@@ -193,3 +193,11 @@ def test_rules_extract_recipients_and_variables_from_the_payload() -> None:
         "folder_id": "f1",
         "step": 2,
     }
+
+
+def test_the_welcome_message_renders_for_an_account_registered_without_a_name() -> None:
+    # identity.user.registered may carry no name: the welcome must not fail for want of one.
+    welcome = DEFAULT_TEMPLATES["identity.welcome"]
+    branding = Branding(name="Pessac")
+    assert "Votre compte a été créé." in render(welcome, {}, branding=branding).text
+    assert "créé, Ana." in render(welcome, {"name": "Ana"}, branding=branding).text
