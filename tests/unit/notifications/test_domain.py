@@ -27,6 +27,7 @@ from notifications.domain.model import (
 )
 from notifications.domain.routing import (
     DEFAULT_ROUTES,
+    desk_roles_for,
     effective_rule,
     parse_routes,
     user_ids_for,
@@ -201,3 +202,16 @@ def test_the_welcome_message_renders_for_an_account_registered_without_a_name() 
     branding = Branding(name="Pessac")
     assert "Votre compte a été créé." in render(welcome, {}, branding=branding).text
     assert "créé, Ana." in render(welcome, {"name": "Ana"}, branding=branding).text
+
+
+def test_steps_reminders_and_overdue_folders_name_their_desks_by_the_desk_role() -> None:
+    data = {"users": ["u1"], "desks": ["secretariat", "finances", "secretariat"]}
+    for event in ("step.assigned", "reminder.due", "folder.overdue"):
+        rule = DEFAULT_ROUTES.for_event(f"mutualis.parapheur.{event}.v1")
+        assert rule is not None
+        assert user_ids_for(rule, data, aggregate_id="f1") == ["u1"]
+        # The parapheur's convention: an agent holds desk X through the role desk:X.
+        assert desk_roles_for(rule, data) == ("desk:secretariat", "desk:finances")
+    completed = DEFAULT_ROUTES.for_event("mutualis.parapheur.folder.completed.v1")
+    assert completed is not None
+    assert desk_roles_for(completed, data) == ()
