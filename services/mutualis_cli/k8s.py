@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from mutualis_cli.k8s_nats import nats_credentials_command, nats_values_command
 from mutualis_cli.options import JsonOutput
 from mutualis_kernel.service import KNOWN_SERVICES
 
@@ -279,8 +280,11 @@ def core_api(context: str | None = None, server: str | None = None) -> k8s.CoreV
 
 # -- commands -------------------------------------------------------------------------------
 k8s_app = typer.Typer(
-    help="The platform on Kubernetes: status per zone, zone-loss drills.", no_args_is_help=True
+    help="The platform on Kubernetes: status per zone, zone-loss drills, NATS identities.",
+    no_args_is_help=True,
 )
+k8s_app.command("nats-values")(nats_values_command)
+k8s_app.command("nats-credentials")(nats_credentials_command)
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 

@@ -21,7 +21,11 @@ from mutualis_kernel.tenants import TenantDirectory, load_tenants
 from .conftest import CHART, ISSUER, NAMESPACE, HelmFailed, Render, run_helm, values_args
 
 KUBERNETES_VERSION = "1.33"
-THREE_ZONES = ("values-production-3zones.yaml", "values-nats-3zones.yaml")
+THREE_ZONES = (
+    "values-production-3zones.yaml",
+    "values-nats-3zones.yaml",
+    "values-nats-auth.yaml",
+)
 DEV = ("values-dev-single-zone.yaml",)
 EXTERNAL_NATS = ["nats.enabled=false", "externalNats.urls={nats://nats.example.org:4222}"]
 
@@ -409,6 +413,9 @@ def test_the_install_notes_tell_the_operator_what_to_check_next(helm: Path, char
         "mutualis-smtp",
         "mutualis-nats-credentials",
         "mutualis-nats-ca",
+        "mutualis-nats-server-tls",
+        "mutualis-nats-users",
+        "mutualis-nats-operator",
         "mutualis-tls",
     ):
         assert secret in notes, secret

@@ -335,6 +335,8 @@ spec:
           secret:
             secretName: {{ required "natsAuth.tls.existingSecret is required when natsAuth.tls.enabled" $root.Values.natsAuth.tls.existingSecret }}
             defaultMode: 0444
+            # Only the CA, even from a Secret that also holds a key (cert-manager's layout).
+            items: [{key: {{ $root.Values.natsAuth.tls.key }}, path: {{ $root.Values.natsAuth.tls.key }}}]
         {{- end }}
         {{- if and $root.Values.pkcs11.enabled $svc.pkcs11 }}
         - name: pkcs11
