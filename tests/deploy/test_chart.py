@@ -7,7 +7,9 @@ resources, hardened pods, spread over the zones, selectors that select, secrets 
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,10 @@ from mutualis_kernel.tenants import TenantDirectory, load_tenants
 from .conftest import CHART, ISSUER, NAMESPACE, HelmFailed, Render, run_helm, values_args
 
 KUBERNETES_VERSION = "1.33"
+#: Every route of the four apps, with who may call it: tests/security/test_route_matrix.py
+#: enumerates them from each app's `app.routes` and fails on a route it does not list, so this
+#: inventory cannot fall behind the code (imported under the name pytest gives that module).
+ROUTE_MATRIX = importlib.import_module("security.test_route_matrix")
 THREE_ZONES = (
     "values-production-3zones.yaml",
     "values-nats-3zones.yaml",
@@ -307,6 +313,68 @@ def test_public_endpoints_are_served_over_tls(case: Any) -> None:
         assert all(entry["secretName"] for entry in ingress["spec"]["tls"])
 
 
+def ingress_reaches(ingress: dict[str, Any], path: str) -> bool:
+    """Kubernetes' matching: Exact is the whole path; Prefix matches whole path elements."""
+    for rule in ingress["spec"]["rules"]:
+        for entry in rule["http"]["paths"]:
+            prefix = entry["path"].rstrip("/")
+            if entry["pathType"] == "Exact" and path == entry["path"]:
+                return True
+            if entry["pathType"] == "Prefix" and (
+                prefix == "" or path == prefix or path.startswith(prefix + "/")
+            ):
+                return True
+    return False
+
+
+def concrete(route: str) -> str:
+    """'GET /v1/folders/{folder_id}' -> '/v1/folders/x'."""
+    return re.sub(r"\{[^}]+\}", "x", route.split(" ", 1)[1])
+
+
+def test_the_ingress_routes_the_public_endpoints_and_nothing_internal(case: Any) -> None:
+    """Every route the services' apps declare (the route matrix of tests/security enumerates
+    them from app.routes) is reachable through the ingress, except the kernel's own: metrics,
+    probes and the API description pages stay inside the cluster."""
+    _, docs = case
+    kernel_routes, public, protected = (
+        ROUTE_MATRIX.KERNEL_PUBLIC,
+        ROUTE_MATRIX.PUBLIC,
+        ROUTE_MATRIX.PROTECTED,
+    )
+    ingresses = {service_of(i): i for i in objects(docs, "Ingress")}
+    for service, ingress in ingresses.items():
+        internal = {concrete(route) for route in kernel_routes}
+        assert internal >= {"/metrics", "/docs", "/openapi.json", "/healthz", "/readyz"}
+        for path in sorted(internal):
+            assert not ingress_reaches(ingress, path), f"{service}: {path} is public"
+        own = [r for r in public[service] if r not in kernel_routes]
+        routes = [*protected[service], *own]
+        assert routes
+        for route in routes:
+            assert ingress_reaches(ingress, concrete(route)), f"{service}: {route} unreachable"
+
+
+def test_prometheus_may_scrape_metrics_inside_the_cluster(render: Render) -> None:
+    docs = render([], [ISSUER])
+    for deployment in objects(docs, "Deployment"):
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/path"] == "/metrics"
+        port = int(annotations["prometheus.io/port"])
+        assert port == KNOWN_SERVICES[service_of(deployment)]
+    for policy in objects(docs, "NetworkPolicy"):
+        if policy["metadata"]["name"].endswith("-default-deny"):
+            continue
+        sources = [
+            peer["namespaceSelector"]["matchLabels"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule["from"]
+            if "namespaceSelector" in peer
+        ]
+        assert {"kubernetes.io/metadata.name": "monitoring"} in sources
+
+
 # -- particular values -----------------------------------------------------------------------
 def test_adding_a_commune_is_a_values_change(render: Render, tmp_path: Path) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -366,6 +434,15 @@ def test_external_nats_urls_reach_every_service(render: Render) -> None:
         ([ISSUER, "platform.logFormat=xml"], "/platform/logFormat"),
         ([ISSUER, "services.identity.securityContext.runAsNonRoot=false"], "runAsNonRoot"),
         ([ISSUER, "tenants.list[0].slug=Not A Slug"], "/tenants/list/0/slug"),
+        (
+            [ISSUER, "services.parapheur.ingress.paths[0].path=/"],
+            '"/" would publish /metrics',
+        ),
+        (
+            [ISSUER, "services.identity.ingress.paths[0].path=/docs/oauth2-redirect"],
+            "would publish /docs",
+        ),
+        ([ISSUER, "services.archive.ingress.paths=null"], "services.archive.ingress.paths is"),
     ],
     ids=[
         "no-issuer",
@@ -376,6 +453,9 @@ def test_external_nats_urls_reach_every_service(render: Render) -> None:
         "unknown-log-format",
         "root-container",
         "bad-tenant-slug",
+        "ingress-path-root",
+        "ingress-path-docs",
+        "ingress-without-paths",
     ],
 )
 def test_a_missing_or_wrong_value_fails_with_a_clear_message(
@@ -419,7 +499,7 @@ def test_the_install_notes_tell_the_operator_what_to_check_next(helm: Path, char
         "mutualis-tls",
     ):
         assert secret in notes, secret
-    assert "https://login.mutualis.example/" in notes
+    assert "https://login.mutualis.example (/.well-known/openid-configuration, /jwks" in notes
     assert "notifications.mutualis.example" not in notes, "a disabled service has no endpoint"
     assert "docs/deploy.md" in notes
 

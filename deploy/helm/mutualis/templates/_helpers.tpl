@@ -201,6 +201,10 @@ spec:
       annotations:
         # A changed setting or tenants list rolls the pods.
         checksum/config: {{ include "mutualis.service.configmap" . | sha256sum }}
+        # For the in-cluster Prometheus (allowed in by the NetworkPolicy; never on the ingress).
+        prometheus.io/scrape: "true"
+        prometheus.io/path: /metrics
+        prometheus.io/port: {{ $svc.port | quote }}
         {{- with $svc.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -478,6 +482,7 @@ spec:
 {{- /* ---------------------------------------------------------------- Ingress */ -}}
 {{- define "mutualis.service.ingress" -}}
 {{- $root := .root -}}{{- $svc := .svc -}}
+{{- include "mutualis.service.ingressPaths" . -}}
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -500,10 +505,36 @@ spec:
     - host: {{ $svc.ingress.host | quote }}
       http:
         paths:
-          - path: {{ $svc.ingress.path }}
-            pathType: Prefix
+          {{- range $svc.ingress.paths }}
+          - path: {{ .path }}
+            pathType: {{ .pathType | default "Prefix" }}
             backend:
               service:
-                name: {{ include "mutualis.service.fullname" . }}
+                name: {{ include "mutualis.service.fullname" $ }}
                 port: {name: http}
+          {{- end }}
+{{- end -}}
+
+{{- /*
+The public paths of one service's Ingress. Only what the service's users call goes through the
+ingress (identity's login and OpenID Connect endpoints, the APIs); /metrics stays for the
+in-cluster Prometheus (NetworkPolicy), the probes for the kubelet, and the API description
+pages (/docs, /redoc, /openapi.json) are not published. A path that would reach one of them
+is refused, whatever its pathType (Prefix matches whole path elements: /me never reaches
+/metrics, / reaches everything).
+*/ -}}
+{{- define "mutualis.service.ingressPaths" -}}
+{{- $name := .name -}}
+{{- if not .svc.ingress.paths -}}
+{{- fail (printf "services.%s.ingress.paths is empty: list the public paths of %s (never /)" $name $name) -}}
+{{- end -}}
+{{- range .svc.ingress.paths -}}
+{{- $raw := .path -}}
+{{- $path := trimSuffix "/" $raw -}}
+{{- range $internal := list "/metrics" "/docs" "/redoc" "/openapi.json" "/healthz" "/readyz" -}}
+{{- if or (eq $path "") (eq $path $internal) (hasPrefix (printf "%s/" $path) $internal) (hasPrefix (printf "%s/" $internal) $path) -}}
+{{- fail (printf "services.%s.ingress.paths: %q would publish %s, which stays inside the cluster" $name $raw $internal) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
