@@ -24,6 +24,7 @@ from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.testing.issuer import TestIssuer
 from notifications.adapters.stores import TenantConfig
 from notifications.bootstrap import wiring_for
+from notifications.devsinks import list_mail
 from notifications.domain.model import Notification
 from parapheur.domain.events import StepAssigned
 
@@ -299,3 +300,91 @@ async def test_an_sms_gateway_that_went_silent_after_the_request_is_not_bypassed
     assert entry.reason.startswith("unconfirmed: sms-primary: ReadTimeout"), entry.reason
     assert len(first.received) == 1
     assert second.received == []
+
+
+async def test_sandbox_mode_redirects_email_and_sms_and_needs_its_test_addresses(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    gateway = Recorder()
+    issuer = TestIssuer()
+    async with (
+        issuer.running(),
+        smtp_sink(tmp_path) as sink,
+        http_server(sms_gateway_app("gw", gateway)) as gateway_url,
+    ):
+        settings = settings_for(
+            fresh_cluster,
+            smtp_port=sink.port,
+            issuer_url=issuer.issuer,
+            sms_gateway_url=f"{gateway_url}/sms",
+        )
+        async with running_service(settings) as run:
+            app = wiring_for(run.platform, run.deps, settings).app
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                admin = issuer.bearer("adm", TENANT, roles=("tenant-admin",))
+                url = f"/v1/tenants/{TENANT}/settings"
+                # Sandbox on without somewhere safe to send to is refused, with the reason.
+                for incomplete in (
+                    {"sandbox": True},
+                    {"sandbox": True, "sandbox_mailbox": "recette@merignac.fr"},
+                    {"sandbox": True, "sandbox_phone": "06 99 00 00 00"},
+                    {"sandbox": True, "sandbox_mailbox": "nope", "sandbox_phone": "0699000000"},
+                ):
+                    refused = await http.put(url, json=incomplete, headers=admin)
+                    assert refused.status_code == 422, incomplete
+                    assert refused.json()["error"] == "invalid_settings"
+                complete = {
+                    "sandbox": True,
+                    "sandbox_mailbox": "recette@merignac.fr",
+                    "sandbox_phone": "06 99 00 00 00",
+                }
+                saved = await http.put(url, json=complete, headers=admin)
+                assert saved.status_code == 200, saved.text
+                assert saved.json()["sandbox_phone"] == "+33699000000"
+
+                await register(run, "u-real", "real@merignac.fr")
+                await EventPublisher(run.platform.js, source_service="parapheur").publish(
+                    StepAssigned(step=1, kind="visa", mode="any", users=("u-real",)),
+                    tenant=TENANT,
+                    aggregate_id="f-sandbox",
+                )
+                application = issuer.bearer("app", TENANT, kind="service", roles=())
+                sms = {
+                    "kind": "message",
+                    "channel": "sms",
+                    "address": "+33611223344",
+                    "variables": {"subject": "Info", "body": "Test"},
+                }
+                sent = await http.post(
+                    f"/v1/tenants/{TENANT}/notifications",
+                    json={**sms, "reference": "sandbox-sms"},
+                    headers=application,
+                )
+                assert sent.status_code == 202, sent.text
+                delivered = await eventually(lambda: settled(run, sent.json()["id"]), what="SMS")
+                assert delivered.status == "delivered", delivered.reason
+                assert [m["to"] for m in gateway.received] == ["+33699000000"]
+                await eventually(
+                    lambda: asyncio.sleep(0, len(list_mail(tmp_path)) == 2), what="two mails"
+                )
+                assert all(m["to"] == ["recette@merignac.fr"] for m in list_mail(tmp_path))
+                # In-app messages stay in the named account's inbox (they leave nobody's
+                # platform): the step is there.
+                inbox = await eventually(lambda: run.deps.stores.inbox_items(TENANT, "u-real"))
+                assert "f-sandbox" in inbox[0].body
+
+                # Settings saved before the check existed: sandbox on, no test phone. The SMS
+                # is refused rather than sent to the real number.
+                await run.deps.stores.save_tenant_config(
+                    TENANT, TenantConfig(sandbox=True, sandbox_mailbox="recette@merignac.fr")
+                )
+                legacy = await http.post(
+                    f"/v1/tenants/{TENANT}/notifications",
+                    json={**sms, "reference": "sandbox-sms-2"},
+                    headers=application,
+                )
+                assert legacy.status_code == 202, legacy.text
+                assert legacy.json()["status"] == "permanent-failure"
+                assert "sandbox mode without a test address for sms" in legacy.json()["reason"]
+                assert len(gateway.received) == 1
