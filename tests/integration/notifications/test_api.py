@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -62,7 +63,7 @@ async def test_tenants_are_walls_and_bad_input_is_a_clear_4xx(
                 assert (await http.post(foreign, json=body, headers=client)).status_code == 403
                 http_cb = {"callback_url": "http://x.example/cb"}
                 settings_url = f"/v1/tenants/{MERIGNAC}/settings"
-                # dev mode allows http callbacks; the check itself is unit-level in production.
+                # Dev mode allows http callbacks (outside it they are refused: see below).
                 assert (
                     await http.put(settings_url, json=http_cb, headers=admin)
                 ).status_code == 200
@@ -98,3 +99,34 @@ async def test_tenants_are_walls_and_bad_input_is_a_clear_4xx(
                 assert (await http.post("/v1/me/inbox/i1/read", headers=mine)).status_code == 204
                 unread = await http.get("/v1/me/inbox/unread", headers=mine)
                 assert unread.json() == {"unread": 0}
+
+
+async def test_outside_dev_mode_a_callback_url_must_be_https(
+    fresh_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    issuer = TestIssuer()
+    async with issuer.running(), smtp_sink(tmp_path) as sink:
+        settings = settings_for(fresh_cluster, smtp_port=sink.port, issuer_url=issuer.issuer)
+        async with running_service(settings) as run:
+            # The same service as production runs it: dev mode off for the API's checks.
+            production = replace(run.deps, dev_mode=False)
+            app = wiring_for(run.platform, production, settings).app
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                admin = issuer.bearer("adm", MERIGNAC, roles=("tenant-admin",))
+                url = f"/v1/tenants/{MERIGNAC}/settings"
+                secret = "a-callback-secret-of-merignac"
+                for refused_url in ("http://app.merignac.fr/cb", "ftp://app.merignac.fr/cb", "/cb"):
+                    refused = await http.put(
+                        url,
+                        json={"callback_url": refused_url, "callback_secret": secret},
+                        headers=admin,
+                    )
+                    assert refused.status_code == 422, refused_url
+                    assert refused.json()["error"] == "invalid_callback"
+                assert (await run.deps.stores.tenant_config(MERIGNAC)).callback_url is None
+                https = {"callback_url": "https://app.merignac.fr/cb", "callback_secret": secret}
+                accepted = await http.put(url, json=https, headers=admin)
+                assert accepted.status_code == 200, accepted.text
+                stored = await run.deps.stores.tenant_config(MERIGNAC)
+                assert stored.callback_url == "https://app.merignac.fr/cb"
