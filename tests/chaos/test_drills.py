@@ -91,6 +91,30 @@ def test_losing_a_whole_datacenter_loses_and_repeats_nothing(ha_platform: Path) 
 
 
 @pytest.mark.slow
+def test_freezing_a_datacenter_loses_and_repeats_nothing(ha_platform: Path) -> None:
+    report = drill(ha_platform, "--freeze", "dc2")
+
+    assert_no_loss_no_duplicate(report)
+    assert report["catch_up_s"] is not None, report["lagging_streams"]
+
+
+@pytest.mark.slow
+def test_killing_the_meta_leader_loses_and_repeats_nothing(ha_platform: Path) -> None:
+    report = drill(ha_platform, "--kill-meta-leader")
+
+    assert_no_loss_no_duplicate(report)
+    assert report["catch_up_s"] is not None, report["lagging_streams"]
+
+
+@pytest.mark.slow
+def test_a_rolling_restart_gives_clients_no_error_and_repeats_nothing(ha_platform: Path) -> None:
+    report = drill(ha_platform, "--rolling-restart")
+
+    assert_no_loss_no_duplicate(report)
+    assert report["client_visible_errors"] == []
+
+
+@pytest.mark.slow
 def test_a_drill_without_a_running_platform_says_how_to_start_one(tmp_path: Path) -> None:
     # Nothing runs there: the refusal comes before any fault, with a message saying why.
     done = _cli(tmp_path / "nothing", "drill", "--kill", "dc2", timeout=60)
