@@ -215,3 +215,59 @@ def test_steps_reminders_and_overdue_folders_name_their_desks_by_the_desk_role()
     completed = DEFAULT_ROUTES.for_event("mutualis.parapheur.folder.completed.v1")
     assert completed is not None
     assert desk_roles_for(completed, data) == ()
+
+
+def test_a_claim_that_expired_before_its_hand_off_began_is_claimed_again() -> None:
+    lease = timedelta(seconds=60)
+    claimed = a_notification().start_sending(NOW, lease, "email")
+    assert not claimed.hand_off_began
+    later = NOW + timedelta(seconds=61)
+    assert not claimed.can_be_reclaimed(NOW)  # still live: another instance waits
+    assert claimed.claim_abandoned(later)
+    again = claimed.start_sending(later, lease, "email")
+    assert [a.outcome for a in again.attempts] == ["abandoned", "claimed"]
+    assert again.attempt_count == 1  # nothing was sent by the abandoned claim
+
+
+def test_a_hand_off_that_began_is_never_claimed_again_except_for_the_inbox() -> None:
+    lease = timedelta(seconds=60)
+    later = NOW + timedelta(seconds=61)
+    begun = a_notification().start_sending(NOW, lease, "email").begin_hand_off(NOW, "smtp-a")
+    assert begun.hand_off_began
+    assert begun.attempts[-1].outcome == "handed-off"
+    assert begun.hand_off_interrupted(later)
+    assert not begun.can_be_reclaimed(later)
+    with pytest.raises(InvalidTransition):
+        begun.start_sending(later, lease, "email")
+    with pytest.raises(InvalidTransition):
+        begun.begin_hand_off(NOW, "smtp-b")
+    # An inbox item is created under the notification's id: writing it again changes nothing.
+    inbox = a_notification().model_copy(update={"channel": "inapp"})
+    inbox = inbox.start_sending(NOW, lease, "inapp").begin_hand_off(NOW, "inbox")
+    assert inbox.can_be_reclaimed(later)
+    # Ledger entries from before the two steps (claim and hand-off were one) stay ambiguous.
+    legacy = a_notification().start_sending(NOW, lease, "email")
+    legacy = legacy.model_copy(
+        update={"attempts": (legacy.attempts[0].model_copy(update={"outcome": "sent"}),)}
+    )
+    assert legacy.hand_off_interrupted(later)
+    assert not legacy.can_be_reclaimed(later)
+
+
+def test_settling_ends_the_hand_off_and_records_the_outcome() -> None:
+    begun = (
+        a_notification()
+        .start_sending(NOW, timedelta(seconds=1), "email")
+        .begin_hand_off(NOW, "smtp-a")
+    )
+    retry = begun.failed(NOW, "451 busy", permanent=False)
+    assert retry.handing_off_since is None
+    assert retry.attempts[-1].outcome == "failed"
+    done = retry.start_sending(NOW, timedelta(seconds=1), "email").delivered(NOW, "smtp-b", None)
+    assert [a.outcome for a in done.attempts] == ["failed", "delivered"]
+    assert done.attempt_count == 2
+
+
+def test_retry_delays_grow_by_the_factor_up_to_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=6, first_delay_s=0.3, factor=2, max_delay_s=1)
+    assert [policy.delay_after(n) for n in range(1, 6)] == [0.3, 0.6, 1, 1, 1]
