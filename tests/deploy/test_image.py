@@ -1,30 +1,39 @@
 """The container image, tested without a Docker engine (none runs on our machines).
 
 What can be checked here is checked: every path the Dockerfile copies from the build context
-exists and survives .dockerignore, the base image is pinned, the final stage runs as a non-root
-user with no build tools and `mutualis serve` as its entry point, and that entry point works
-from the wheel the image installs.
+exists and survives .dockerignore, the base image is pinned, every package is installed from a
+hashed lock (the image's part of requirements/dev.lock, taken by deploy/image/lock_subset.py),
+the final stage runs as a non-root user with no build tools and `mutualis serve` as its entry
+point, and that entry point works from the wheel the image installs.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.metadata
 import json
 import re
 import shlex
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 from pathlib import Path
 
 import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
 
 from mutualis_kernel.service import KNOWN_SERVICES
 
 from .conftest import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
+LOCK = ROOT / "requirements" / "dev.lock"
+LOCK_SUBSET = ROOT / "deploy" / "image" / "lock_subset.py"
+DEV_TOOLS_LOCK = ROOT / "deploy" / "image" / "dev-tools.lock"
+DEVELOPMENT_TOOLS = ("pytest", "mypy", "ruff", "hypothesis", "schemathesis", "pip-audit")
 BUILD_TOOLS = ("gcc", "build-essential", "make ", "g++", "clang", "cargo", "rustc")
 
 
@@ -123,6 +132,142 @@ def test_the_final_stage_runs_mutualis_serve_as_a_non_root_user_without_build_to
     assert not any(tool in commands for tool in BUILD_TOOLS)
     copies_from = [rest for keyword, rest in runtime if keyword == "COPY"]
     assert all("--from=build" in rest for rest in copies_from), "only the built virtualenv"
+
+
+# -- hashed installs ------------------------------------------------------------------------
+def shell_commands() -> list[tuple[str, str]]:
+    """(stage, command) for every command of every RUN, `&&` chains split."""
+    found = []
+    for stage, steps in stages().items():
+        for keyword, rest in steps:
+            if keyword == "RUN":
+                found += [(stage, command.strip()) for command in rest.split("&&")]
+    return found
+
+
+def test_every_package_the_image_installs_is_pinned_with_hashes() -> None:
+    installs = [(s, c) for s, c in shell_commands() if re.search(r"\bpip install\b", c)]
+    assert installs
+    locks = []
+    for stage, command in installs:
+        words = shlex.split(command)
+        if "--require-hashes" in words:
+            assert "--no-deps" in words, f"{stage}: {command} (everything comes from the lock)"
+            locks.append(words[words.index("-r") + 1])
+            continue
+        # The only other install: the project's wheel, built from the sources in this stage.
+        assert words[-1] == "/wheels/mutualis-*.whl", f"{stage}: unhashed install: {command}"
+        assert "--no-deps" in words
+    assert "--upgrade" not in DOCKERFILE, "an upgrade fetches an unpinned version"
+    assert sorted(locks) == ["/tmp/build.lock", "/tmp/dev-tools.lock", "/tmp/runtime.lock"]
+    commands = [c for _, c in shell_commands()]
+    for group in ("build", "runtime"):
+        made = f"python deploy/image/lock_subset.py requirements/dev.lock --group {group}"
+        assert f"{made} > /tmp/{group}.lock" in commands
+    [wheel] = [c for c in commands if "pip wheel" in c]
+    assert "--no-build-isolation" in wheel, "build isolation would fetch hatchling unhashed"
+    assert wheel.startswith("/opt/build-tools/bin/pip"), "with the hashed build tools"
+    assert "/opt/mutualis/bin/pip check" in commands, "the lock's subset lacks nothing"
+
+
+def lock_subset(group: str) -> str:
+    pyproject = str(ROOT / "pyproject.toml")
+    done = subprocess.run(
+        [sys.executable, str(LOCK_SUBSET), str(LOCK), "--pyproject", pyproject, "--group", group],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
+
+
+def pinned(lock_text: str) -> dict[str, str]:
+    """name -> the entry's text (pin, hashes), for each package of a lock."""
+    entries: dict[str, str] = {}
+    current = ""
+    for line in lock_text.splitlines():
+        if line[:1].isalnum():
+            current = re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+            entries[current] = line
+        elif current and line.strip().startswith("--hash"):
+            entries[current] += "\n" + line
+    return entries
+
+
+def runtime_closure() -> set[str]:
+    """The project's dependencies and theirs, from the installed packages' metadata."""
+
+    def name(requirement: Requirement) -> str:
+        return re.sub(r"[-_.]+", "-", requirement.name).lower()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(r) for r in project["dependencies"]]
+    extras: dict[str, set[str]] = {}
+    while todo:
+        requirement = todo.pop()
+        known = extras.get(name(requirement))
+        if known is not None and set(requirement.extras) <= known:
+            continue
+        wanted = extras.setdefault(name(requirement), set())
+        wanted.update(requirement.extras)
+        for raw in importlib.metadata.requires(requirement.name) or []:
+            needed = Requirement(raw)
+            environments = [{**default_environment(), "extra": e} for e in wanted or {""}]
+            if needed.marker is None or any(needed.marker.evaluate(e) for e in environments):
+                todo.append(needed)
+    return set(extras)
+
+
+def test_the_runtime_lock_is_the_dependency_closure_copied_from_the_project_lock() -> None:
+    project_lock = pinned(LOCK.read_text())
+    runtime = pinned(lock_subset("runtime"))
+    for name, entry in runtime.items():
+        assert project_lock[name] == entry, f"{name}: not the project lock's pin and hashes"
+        assert "--hash=sha256:" in entry
+    assert set(runtime) == runtime_closure(), "exactly what the installed metadata requires"
+    for tool in DEVELOPMENT_TOOLS:
+        assert tool not in runtime, f"{tool} would ship in the image"
+    build = pinned(lock_subset("build"))
+    assert "hatchling" in build
+    assert all(project_lock[name] == entry for name, entry in build.items())
+
+
+def test_the_dev_stage_tools_are_pinned_with_hashes() -> None:
+    entries = pinned(DEV_TOOLS_LOCK.read_text())
+    assert "watchfiles" in entries
+    for name, entry in entries.items():
+        assert re.search(r"==[\w.]+ ", entry.splitlines()[0]), f"{name} is not pinned"
+        assert entry.count("--hash=sha256:") >= 2, f"{name}: a hash per Linux architecture"
+    assert "watchfiles --filter python" in DOCKERFILE, "the tool the dev stage runs"
+
+
+def test_the_lock_subset_follows_what_pulls_what_in(tmp_path: Path) -> None:
+    lock = tmp_path / "dev.lock"
+    lock.write_text(
+        "# header\n"
+        "alpha==1.0 \\\n    --hash=sha256:aa\n    # via mutualis (pyproject.toml)\n"
+        "beta==2.0 \\\n    --hash=sha256:bb\n    # via\n    #   alpha\n    #   devtool\n"
+        "gamma==3.0 \\\n    --hash=sha256:cc\n    # via beta\n"
+        "devtool==4.0 \\\n    --hash=sha256:dd\n    # via mutualis (pyproject.toml)\n"
+        "helper==5.0 \\\n    --hash=sha256:ee\n    # via devtool\n"
+    )
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["Alpha>=1"]\n'
+        '[project.optional-dependencies]\ndev = ["devtool"]\n'
+        '[build-system]\nrequires = ["gamma"]\n'
+    )
+    run = [sys.executable, str(LOCK_SUBSET), str(lock), "--pyproject", str(pyproject)]
+    runtime = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert list(pinned(runtime)) == ["alpha", "beta", "gamma"]
+    assert "--hash=sha256:bb" in runtime
+    build = subprocess.run([*run, "--group", "build"], capture_output=True, text=True, check=True)
+    assert list(pinned(build.stdout)) == ["gamma"]
+    pyproject.write_text('[project]\nname = "x"\ndependencies = ["absent"]\n')
+    missing = subprocess.run(run, capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert "not pinned in the lock: absent" in missing.stderr
 
 
 @pytest.fixture(scope="module")
