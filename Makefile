@@ -70,7 +70,9 @@ bench: $(STAMP) $(SYSTEM_STAMP) $(SEDA_XSD)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy libs/
-	-$(BIN)/pip-audit --progress-spinner off -r $(LOCK) --require-hashes --disable-pip
+	# A known vulnerability fails lint; a package whose advisories cannot be fetched (no route
+	# to the advisory service) is reported as not audited and does not.
+	$(BIN)/pip-audit --progress-spinner off -r $(LOCK) --require-hashes --disable-pip
 
 contract: $(STAMP)
 	$(BIN)/python -m mutualis_kernel.contract --write
