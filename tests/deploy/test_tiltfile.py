@@ -11,11 +11,15 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import starlark
 import yaml
 
+from identity.settings import IdentitySettings
+from mutualis_kernel.config import DEFAULT_SECRET_MARKERS
 from mutualis_kernel.service import KNOWN_SERVICES
 
 from .conftest import ROOT, run_helm
@@ -64,6 +68,13 @@ def tilt(helm: Path, chart: Path) -> Recorded:
         recorded.calls.append(("k8s_yaml", (text,), {}))
         recorded.manifests += [doc for doc in yaml.safe_load_all(text) if doc]
 
+    # Tilt's YAML built-ins: a Blob of YAML text in, Starlark values out, and back.
+    def encode_yaml(obj: Any) -> str:
+        return yaml.safe_dump(obj, sort_keys=False)
+
+    def decode_yaml_stream(text: str) -> list[Any]:
+        return [doc for doc in yaml.safe_load_all(text) if doc]
+
     for name in (
         "allow_k8s_contexts",
         "local",
@@ -76,6 +87,8 @@ def tilt(helm: Path, chart: Path) -> Recorded:
         module.add_callable(name, recorder(name, "" if name == "local" else None))
     module.add_callable("helm", helm_builtin)
     module.add_callable("k8s_yaml", k8s_yaml)
+    module.add_callable("encode_yaml", encode_yaml)
+    module.add_callable("decode_yaml_stream", decode_yaml_stream)
 
     dialect = starlark.Dialect.extended()
     dialect.enable_top_level_stmt = True
@@ -140,3 +153,86 @@ def test_the_chart_is_installed_with_the_dev_values(tilt: Recorded) -> None:
     command = shlex.split(local_args[0])
     assert command[:3] == ["helm", "dependency", "build"]
     assert tilt_path(command[3]) == tilt_path(args[0])
+
+
+def secrets_referenced_by(pod: dict[str, Any]) -> dict[str, set[str]]:
+    """Secret name -> keys, for every way a pod can read a Secret."""
+    wanted: dict[str, set[str]] = {}
+    for container in pod.get("containers", []) + pod.get("initContainers", []):
+        for variable in container.get("env", []):
+            if ref := variable.get("valueFrom", {}).get("secretKeyRef"):
+                wanted.setdefault(ref["name"], set()).add(ref["key"])
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                wanted.setdefault(source["secretRef"]["name"], set())
+    for volume in pod.get("volumes", []):
+        if secret := volume.get("secret"):
+            keys = wanted.setdefault(secret["secretName"], set())
+            keys.update(item["key"] for item in secret.get("items", []))
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                keys = wanted.setdefault(source["secret"]["name"], set())
+                keys.update(item["key"] for item in source["secret"].get("items", []))
+    return wanted
+
+
+def test_every_secret_a_dev_pod_reads_is_applied_by_tilt(tilt: Recorded) -> None:
+    applied = {
+        (d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for d in tilt.manifests
+        if d["kind"] == "Secret"
+    }
+    pods = list(workloads(tilt).values())
+    assert pods
+    referenced = 0
+    for workload in pods:
+        namespace = workload["metadata"]["namespace"]
+        for name, keys in secrets_referenced_by(workload["spec"]["template"]["spec"]).items():
+            referenced += 1
+            secret = applied.get((namespace, name))
+            assert secret is not None, f"{workload['metadata']['name']} reads Secret {name}"
+            data = secret.get("stringData", {}) | secret.get("data", {})
+            assert keys <= data.keys(), f"{name} lacks {sorted(keys - data.keys())}"
+    assert referenced >= 4, "identity keys, signing PIN, SMTP and SMS at least"
+    for secret in applied.values():
+        kubernetes_validate.validate(secret, "1.33", strict=True)
+
+
+def test_the_dev_secrets_are_refused_outside_dev_mode(tilt: Recorded) -> None:
+    secrets = [d for d in tilt.manifests if d["kind"] == "Secret"]
+    assert secrets
+    for secret in secrets:
+        for key, value in secret["stringData"].items():
+            assert value in DEFAULT_SECRET_MARKERS, f"{secret['metadata']['name']}/{key}"
+    for config in (d for d in tilt.manifests if d["kind"] == "ConfigMap"):
+        assert config["data"]["MUTUALIS_DEV_MODE"] == "true", "the values only work in dev mode"
+    with pytest.raises(ValueError, match="development default"):
+        IdentitySettings(key_encryption_secret="dev-only", dev_mode=False)
+    assert IdentitySettings(key_encryption_secret="dev-only", dev_mode=True)
+
+
+def test_tilt_creates_the_namespace_it_installs_into(tilt: Recorded) -> None:
+    namespaces = {d["metadata"]["name"] for d in tilt.manifests if d["kind"] == "Namespace"}
+    used = {d["metadata"]["namespace"] for d in tilt.manifests if "namespace" in d["metadata"]}
+    assert used == {"mutualis"}
+    assert used <= namespaces
+
+
+def test_the_issuer_is_identitys_service_for_the_pods_and_the_port_forward(
+    tilt: Recorded,
+) -> None:
+    """The other pods fetch identity's keys from the issuer URL; `localhost` would be
+    themselves. The same name reaches Tilt's port-forward from the developer's machine."""
+    services = {d["metadata"]["name"]: d for d in tilt.manifests if d["kind"] == "Service"}
+    for config in (d for d in tilt.manifests if d["kind"] == "ConfigMap"):
+        issuer = urlsplit(config["data"]["MUTUALIS_ISSUER_URL"])
+        assert issuer.hostname not in ("localhost", "127.0.0.1")
+        assert issuer.hostname in services, f"{issuer.hostname} is not a Service of the chart"
+        [port] = services[issuer.hostname]["spec"]["ports"]
+        assert port["port"] == issuer.port
+    forwards = {
+        kwargs["port_forwards"][0]["args"][0]: args[0]
+        for args, kwargs in tilt.named("k8s_resource")
+    }
+    assert forwards[KNOWN_SERVICES["identity"]] == "mutualis-identity"
+    assert "127.0.0.1 mutualis-identity" in TILTFILE.read_text(), "the hosts line documented"
