@@ -16,6 +16,7 @@ REFRESH = "identity_refresh"
 THROTTLE = "identity_throttle"
 REVOKED = "identity_revoked"
 CREDENTIALS = "identity_credentials"
+DEVICES = "identity_devices"
 
 RESOURCES = Resources(
     streams=(
@@ -40,6 +41,12 @@ RESOURCES = Resources(
         KeyValueSpec(REFRESH, "Refresh tokens by digest and their families.", ttl_s=31 * 86400.0),
         KeyValueSpec(THROTTLE, "Recent login failures per account and address.", ttl_s=3600.0),
         KeyValueSpec(REVOKED, "Revoked access-token ids until they expire.", ttl_s=3600.0),
+        KeyValueSpec(
+            DEVICES,
+            "Digests of the devices each account logged in from (new-device alerts); an "
+            "account's list is forgotten 400 days after its last login.",
+            ttl_s=400 * 86400.0,
+        ),
     ),
 )
 

@@ -68,6 +68,7 @@ async def apply_event(stores: Stores, seq: int, event: Event) -> None:
     await stores.users.project(user_id, seq, lambda d: apply_user(d, event))
     if isinstance(event, events.UserErased):
         await stores.credentials.bucket.delete(f"user.{user_id}")
+        await stores.devices.delete(f"d.{user_id}")
 
 
 def projector(

@@ -370,6 +370,7 @@ class Stores:
         self.refresh = buckets[manifest.REFRESH]
         self.throttle = buckets[manifest.THROTTLE]
         self.revoked = buckets[manifest.REVOKED]
+        self.devices = buckets[manifest.DEVICES]
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> Stores:

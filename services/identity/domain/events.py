@@ -126,3 +126,17 @@ class RefreshReused(Event):
     tenant: str
     client_id: str
     family_id: str
+
+
+@domain_event("identity", "device.first_seen", aggregate=SECURITY)
+class DeviceFirstSeen(Event):
+    """Security event: a person logged in from a device (a browser) never seen before for
+    their account, which notifications tells them about. Carries only the browser and OS
+    families (`Firefox`, `Windows`, or `unknown`), never the User-Agent, an address or the
+    device cookie (see identity.domain.devices for what identifies a device)."""
+
+    user_id: str
+    tenant: str
+    browser: str
+    os: str
+    client_id: str | None = None

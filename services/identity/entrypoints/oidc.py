@@ -7,6 +7,7 @@ Each route parses, calls the provider, and maps `OAuthError` to the RFC 6749 JSO
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -15,11 +16,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from identity.domain.devices import DEVICE_COOKIE_MAX_AGE_S
 from identity.domain.errors import OAuthError
 from identity.domain.model import ACR_VALUES, LOA_SUBSTANTIAL, acr_rank
+from identity.domain.security import new_secret
 from identity.service_layer.provider import (
     AuthRequest,
     BadClientRequest,
+    DeviceSighting,
     Provider,
     RedirectError,
     Session,
@@ -27,6 +31,9 @@ from identity.service_layer.provider import (
 )
 
 SESSION_COOKIE = "mutualis_session"
+#: A random id per browser, to tell a login from a new device (identity.domain.devices).
+DEVICE_COOKIE = "mutualis_device"
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 GENERIC_LOGIN_ERROR = "Identifiant ou mot de passe incorrect, ou trop de tentatives. Réessayez."
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 #: No form of ours has more than a dozen fields; more is not a request to read.
@@ -96,6 +103,26 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
             SESSION_COOKIE,
             session.session_id,
             max_age=provider.settings.session_ttl_s,
+            httponly=True,
+            secure=secure_cookies,
+            samesite="lax",
+            path="/",
+        )
+        return response
+
+    def device_of(request: Request) -> DeviceSighting:
+        """The browser's device cookie (a new one if it has none or a malformed one)."""
+        device_id = request.cookies.get(DEVICE_COOKIE, "")
+        if not _DEVICE_ID.match(device_id):
+            device_id = new_secret(24)
+        return DeviceSighting(device_id=device_id, user_agent=request.headers.get("user-agent"))
+
+    def with_device_cookie(response: Response, device: DeviceSighting) -> Response:
+        # Set again at every login, so a browser in use keeps being recognised.
+        response.set_cookie(
+            DEVICE_COOKIE,
+            device.device_id,
+            max_age=DEVICE_COOKIE_MAX_AGE_S,
             httponly=True,
             secure=secure_cookies,
             samesite="lax",
@@ -247,9 +274,10 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
         if acr_rank(auth.acr_required) >= acr_rank(LOA_SUBSTANTIAL) and user.totp_secret:
             await provider.set_pending_user(pending_id, user.id)
             return otp_page(pending_id)
-        session = await provider.open_session(user, ["pwd"], auth.client_id, None)
+        device = device_of(request)
+        session = await provider.open_session(user, ["pwd"], auth.client_id, None, device)
         await provider.drop_pending(pending_id)
-        return await finish(auth, session, fresh=True)
+        return with_device_cookie(await finish(auth, session, fresh=True), device)
 
     @router.post("/login/otp")
     async def login_otp(request: Request) -> Response:
@@ -273,9 +301,10 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
             return otp_page(pending_id, "Code incorrect ou déjà utilisé. Réessayez.")
         previous = await current_session(request)
         amr = ["pwd", "otp"]
-        session = await provider.open_session(user, amr, auth.client_id, previous)
+        device = device_of(request)
+        session = await provider.open_session(user, amr, auth.client_id, previous, device)
         await provider.drop_pending(pending_id)
-        return await finish(auth, session, fresh=True)
+        return with_device_cookie(await finish(auth, session, fresh=True), device)
 
     @router.post("/token")
     async def token(request: Request) -> Response:

@@ -23,8 +23,10 @@ from pydantic import BaseModel
 from identity.adapters.keys import KeyStore
 from identity.adapters.repository import StaleWrite
 from identity.adapters.throttle import FailureMirror
+from identity.domain.devices import KnownDevices, families, fingerprint
 from identity.domain.errors import AlreadyExists, InvalidCommand, OAuthError
 from identity.domain.events import (
+    DeviceFirstSeen,
     LoginFailed,
     LoginSucceeded,
     RefreshReused,
@@ -93,6 +95,13 @@ class Session(BaseModel):
     acr: str
     amr: list[str]
     auth_time: int
+
+
+class DeviceSighting(BaseModel):
+    """The browser a login comes from: its device cookie's id and its User-Agent header."""
+
+    device_id: str
+    user_agent: str | None = None
 
 
 def add_query(uri: str, params: Mapping[str, str | None]) -> str:
@@ -289,7 +298,12 @@ class Provider:
         await publish_all(self.deps, [event], event.user_id)
 
     async def open_session(
-        self, user: User, amr: list[str], client_id: str | None, previous: Session | None
+        self,
+        user: User,
+        amr: list[str],
+        client_id: str | None,
+        previous: Session | None,
+        device: DeviceSighting | None = None,
     ) -> Session:
         if previous is not None and previous.user_id == user.id:
             amr = sorted(set(previous.amr) | set(amr))
@@ -313,7 +327,38 @@ class Provider:
             client_id=client_id,
         )
         await publish_all(self.deps, [event], user.id)
+        if device is not None:
+            await self.note_device(user, device, client_id)
         return session
+
+    async def note_device(self, user: User, device: DeviceSighting, client_id: str | None) -> bool:
+        """Remember the device a login came from; True (and `device.first_seen` published)
+        when the account knew other devices but not this one (identity.domain.devices)."""
+        browser, system = families(device.user_agent)
+        digest = fingerprint(device.device_id, browser, system)
+        key = f"d.{user.id}"
+        today = int(time.time() // 86400)
+        for _ in range(5):
+            found = await self.stores.devices.get_model(key, KnownDevices)
+            known = found[0] if found else KnownDevices()
+            if known.knows(digest) and known.seen[digest] == today:
+                return False  # seen today already: no write for every login of the day
+            updated = known.sighted(digest, today).model_dump()
+            try:
+                if found is None:
+                    await self.stores.devices.create(key, updated)
+                else:
+                    await self.stores.devices.update(key, updated, found[1])
+            except (AlreadyExists, StaleWrite):
+                continue  # a login of the same account elsewhere at the same moment
+            if known.knows(digest) or not known.seen:
+                return False
+            event = DeviceFirstSeen(
+                user_id=user.id, tenant=user.tenant, browser=browser, os=system, client_id=client_id
+            )
+            await publish_all(self.deps, [event], user.id)
+            return True
+        return False
 
     async def session(self, session_id: str | None) -> Session | None:
         if not session_id or len(session_id) > 100:

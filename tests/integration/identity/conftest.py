@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from authlib.common.security import generate_token
+from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_REDIRECT_URI
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.testing.ports import free_port_block
 
@@ -72,3 +76,45 @@ def identity_dc1(nats_cluster: LocalCluster) -> Iterator[RunningIdentity]:
         yield running
     finally:
         stop_identity(running)
+
+
+def browser(identity: RunningIdentity, user_agent: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=identity.url, follow_redirects=False, headers={"User-Agent": user_agent}
+    )
+
+
+async def log_in(identity: RunningIdentity, http: httpx.AsyncClient, username: str) -> str:
+    """A full password login of `username` through the demo client (prompt=login), as a
+    browser does it (`http` keeps its cookies); the account's id."""
+    meta = (await http.get("/.well-known/openid-configuration")).json()
+    client = AsyncOAuth2Client(
+        client_id=DEMO_CLIENT_ID,
+        redirect_uri=DEMO_REDIRECT_URI,
+        scope="openid",
+        code_challenge_method="S256",
+        token_endpoint_auth_method="none",
+    )
+    verifier = generate_token(48)
+    url, _ = client.create_authorization_url(
+        meta["authorization_endpoint"], code_verifier=verifier, prompt="login"
+    )
+    page = await http.get(url)
+    assert page.status_code == 200, page.text
+    match = re.search(r'name="request" value="([^"]+)"', page.text)
+    assert match, page.text
+    answer = await http.post(
+        "/login", data={"request": match.group(1), "username": username, "password": DEMO_PASSWORD}
+    )
+    assert answer.status_code == 303, answer.text
+    token = await client.fetch_token(
+        meta["token_endpoint"],
+        authorization_response=answer.headers["location"],
+        code_verifier=verifier,
+    )
+    await client.aclose()
+    async with httpx.AsyncClient() as plain:
+        info = await plain.get(
+            meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {token['access_token']}"}
+        )
+    return str(info.json()["sub"])
