@@ -222,9 +222,11 @@ DEFAULT_TEMPLATES: dict[str, Template] = {
             "identity.security.new-device",
             ("browser", "os"),
             "Connexion à votre compte depuis un nouvel appareil",
+            # identity says `unknown` for a family it could not read.
             "Votre compte vient d'être utilisé depuis un appareil que nous ne connaissions "
-            "pas ({{ browser }} sur {{ os }}). Si c'était vous, vous n'avez rien à faire. "
-            "Sinon, changez votre mot de passe sans attendre.",
+            "pas ({{ 'navigateur inconnu' if browser == 'unknown' else browser }} sur "
+            "{{ 'système inconnu' if os == 'unknown' else os }}). Si c'était vous, vous "
+            "n'avez rien à faire. Sinon, changez votre mot de passe sans attendre.",
         ),
         _default(
             "archive.integrity.failed",

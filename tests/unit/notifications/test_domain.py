@@ -271,3 +271,17 @@ def test_settling_ends_the_hand_off_and_records_the_outcome() -> None:
 def test_retry_delays_grow_by_the_factor_up_to_the_cap() -> None:
     policy = RetryPolicy(max_attempts=6, first_delay_s=0.3, factor=2, max_delay_s=1)
     assert [policy.delay_after(n) for n in range(1, 6)] == [0.3, 0.6, 1, 1, 1]
+
+
+def test_a_new_device_login_is_a_critical_security_message_to_the_person() -> None:
+    rule = DEFAULT_ROUTES.for_event("mutualis.identity.device.first_seen.v1")
+    assert rule is not None
+    assert (rule.category, rule.critical) == ("security", True)
+    data = {"user_id": "u1", "browser": "unknown", "os": "Linux"}
+    assert user_ids_for(rule, data, aggregate_id="u1") == ["u1"]
+    content = render(
+        DEFAULT_TEMPLATES[rule.kind],
+        variables_for(rule, data, tenant="bordeaux", aggregate_id="u1"),
+        branding=Branding(name="Bordeaux"),
+    )
+    assert "(navigateur inconnu sur Linux)" in content.text
