@@ -420,7 +420,7 @@ def pki_init(run_dir: RunDir = DEFAULT_RUN_DIR) -> None:
         fail("the trust library or openssl is not installed")
     env = prepare_trust(run_dir.resolve())
     for name, value in sorted(env.items()):
-        shown = "[hidden]" if name.endswith("PIN") else value
+        shown = "(hidden)" if name.endswith("PIN") else value
         console.print(f"{name}={shown}")
 
 

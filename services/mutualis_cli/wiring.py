@@ -9,6 +9,7 @@ SoftHSM token (when SoftHSM is installed) and an RFC 3161 timestamp authority pr
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -21,6 +22,7 @@ from mutualis_cli.supervisor import ServiceLaunch
 
 if TYPE_CHECKING:
     from mutualis_cli.platform import UpOptions
+    from mutualis_trust.pkcs11 import TokenConfig
 
 #: Development-only secrets: the kernel refuses such values outside dev mode.
 DEV_KEY_ENCRYPTION_SECRET = "dev-only-identity-key-encryption"  # noqa: S105 - dev mode only
@@ -74,6 +76,7 @@ def prepare_trust(run_dir: Path) -> dict[str, str]:
     env = {"MUTUALIS_PKI_DIR": str(pki_dir), "MUTUALIS_TSA_CA_FILE": str(pki.ca_pem_path)}
     if softhsm_available():
         token = SoftHsm.provision(run_dir / "hsm", DEV_TOKEN_LABEL, DEV_TOKEN_PIN, DEV_TOKEN_SO_PIN)
+        _provision_seals_apart(pki_dir, token)
         env.update(
             {
                 "MUTUALIS_PKCS11_MODULE": str(token.module_path),
@@ -88,6 +91,30 @@ def prepare_trust(run_dir: Path) -> dict[str, str]:
             "fallback (install softhsm2, or run `make up` as root)"
         )
     return env
+
+
+def _provision_seals(pki_dir: Path, token: TokenConfig) -> None:
+    from mutualis_kernel.tenants import default_tenants
+    from mutualis_trust.identities import provision_seals
+    from mutualis_trust.pki import DevPki
+
+    tenants = [(t.slug, t.name) for t in default_tenants().tenants]
+    provision_seals(DevPki.load_or_create(pki_dir), token, tenants)
+
+
+def _provision_seals_apart(pki_dir: Path, token: TokenConfig) -> None:
+    """Every tenant's seal (key made in the token, certificate from the dev CA), where missing.
+
+    In a child process: SoftHSM keeps one configuration per process and leaves an OpenSSL
+    error in the thread that opens it, which this process's own TLS connection to NATS would
+    then meet (docs/trust.md)."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=_provision_seals, args=(pki_dir, token), name="provision-seals"
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"provisioning the tenants' seals failed (exit code {child.exitcode})")
 
 
 def sink_launches(options: UpOptions, run_dir: Path) -> tuple[list[ServiceLaunch], dict[str, str]]:
