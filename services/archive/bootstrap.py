@@ -18,7 +18,7 @@ from archive.domain.commands import SYSTEM, Ingest
 from archive.domain.model import RecordMetadata, RetentionRule
 from archive.entrypoints.api import archive_router
 from archive.manifest import CONSUMERS, CONTENT, EVENTS_STREAM, JOURNAL_STREAM, PARAPHEUR_DOCUMENTS
-from archive.service_layer.handlers import ArchiveService
+from archive.service_layer.handlers import METRICS, ArchiveService
 from archive.service_layer.ports import Timestamper, TimestampRefused
 from archive.settings import ArchiveSettings
 from mutualis_kernel.auth import TokenVerifier
@@ -43,7 +43,9 @@ def build_service(
         content=ContentStore(platform.js, CONTENT),
         journal=JetStreamJournal(platform.js),
         timestamper=timestamper
-        or RemoteTsa(settings.tsa_url, settings.tsa_ca_file, settings.tsa_chain_file),
+        or RemoteTsa(
+            settings.tsa_url, settings.tsa_ca_file, settings.tsa_chain_file, metrics=METRICS
+        ),
         work_dir=settings.work_dir,
     )
 

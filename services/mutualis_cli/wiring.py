@@ -73,7 +73,15 @@ def prepare_trust(run_dir: Path) -> dict[str, str]:
 
     pki_dir = run_dir / "pki"
     pki = DevPki.load_or_create(pki_dir)
-    env = {"MUTUALIS_PKI_DIR": str(pki_dir), "MUTUALIS_TSA_CA_FILE": str(pki.ca_pem_path)}
+    # The chain a seal keeps with its token: the dev TSA's certificate, then the CA's, so an
+    # exported seal carries everything `openssl ts -verify -untrusted` may need.
+    chain = pki_dir / "tsa-chain.pem"
+    chain.write_bytes(pki.tsa_cert_path.read_bytes() + pki.ca_pem_path.read_bytes())
+    env = {
+        "MUTUALIS_PKI_DIR": str(pki_dir),
+        "MUTUALIS_TSA_CA_FILE": str(pki.ca_pem_path),
+        "MUTUALIS_TSA_CHAIN_FILE": str(chain),
+    }
     if softhsm_available():
         token = SoftHsm.provision(run_dir / "hsm", DEV_TOKEN_LABEL, DEV_TOKEN_PIN, DEV_TOKEN_SO_PIN)
         _provision_seals_apart(pki_dir, token)

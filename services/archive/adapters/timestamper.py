@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from archive.service_layer.ports import TimestampRefused
+from mutualis_trust.metrics import TrustMetrics
 from mutualis_trust.tsa import (
     TimestampError,
     TimestampVerificationError,
@@ -16,14 +17,23 @@ from mutualis_trust.tsa import (
 
 
 class RemoteTsa:
-    def __init__(self, url: str, ca_file: Path, chain_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        ca_file: Path,
+        chain_file: Path | None = None,
+        *,
+        metrics: TrustMetrics | None = None,
+    ) -> None:
         self.url = url
         self.ca_file = ca_file
         self.chain_file = chain_file or ca_file
+        #: Journal seals count towards the TSA alerts like signatures do.
+        self.metrics = metrics
 
     async def timestamp(self, data: bytes) -> bytes:
         try:
-            token = await timestamp(self.url, data)
+            token = await timestamp(self.url, data, metrics=self.metrics)
         except TimestampError as error:
             raise TimestampRefused(str(error)) from None
         return token.response_der
