@@ -1,9 +1,11 @@
 """Use cases: route an event, request a notification, deliver it exactly once, erase a user.
 
 Exactly-once effect (see docs/notifications.md): a notification's ledger entry is created
-with KV `create` (one winner per idempotency key, across instances and datacenters), moved to
-`sending` by compare-and-set *before* the channel is called, and settled after. An entry found
-still `sending` once its lease has expired was interrupted during the hand-off: it is settled
+with KV `create` (one winner per idempotency key, across instances and datacenters); each
+attempt is claimed by compare-and-set (`sending`, with a lease), then marked by a second one
+when its hand-off begins, just before the channel's point of no return, and settled after. An
+entry found still `sending` once its lease has expired is claimed again if its hand-off never
+began (nothing was sent); if it began, the relay may have the message, so it is settled
 without a second send (at-most-once for that ambiguous attempt; the deterministic Message-ID
 lets receivers dedupe if an operator ever resends).
 """
