@@ -1,30 +1,30 @@
 """What a service declares about itself, for the CLI, the runtime and the AsyncAPI document.
 
 Each service package exposes `MANIFEST` in `<service>/manifest.py`: cheap to import (no I/O,
-no adapters), so tooling can list every service's resources, consumers and events.
+no adapters), so tooling can list every service's resources, consumers and events. The kernel
+knows no service by name: a distribution declares its services as entry points of the group
+`mutualis.services` (`name = "package.manifest:MANIFEST"`, see pyproject.toml), and
+`installed_manifests` finds whatever is installed.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.streams import Resources
 
-#: Every service the platform knows, in start order, with its default HTTP port.
-KNOWN_SERVICES: dict[str, int] = {
-    "identity": 8001,
-    "parapheur": 8002,
-    "archive": 8003,
-    "notifications": 8004,
-}
+#: The entry-point group naming each installed service's manifest.
+SERVICES_GROUP = "mutualis.services"
 
 
 @dataclass(frozen=True)
 class ServiceManifest:
     name: str
     description: str
+    #: Its HTTP port when nothing else is said; services start in the order of these ports.
     default_port: int
     resources: Resources
     consumers: tuple[ConsumerSpec, ...] = ()
@@ -45,16 +45,22 @@ class ServiceManifest:
 
 
 def installed_manifests() -> list[ServiceManifest]:
-    """The manifests of the services present in this installation, in start order."""
+    """The manifests of the services installed here, in start order (their default ports)."""
     found = []
-    for name in KNOWN_SERVICES:
-        try:
-            module = importlib.import_module(f"{name}.manifest")
-        except ModuleNotFoundError as error:
-            if error.name in (name, f"{name}.manifest"):
-                continue
-            raise
-        manifest: ServiceManifest = module.MANIFEST
+    for entry in entry_points(group=SERVICES_GROUP):
+        manifest = entry.load()
+        if not isinstance(manifest, ServiceManifest):
+            raise TypeError(f"entry point {entry.name} = {entry.value} is not a ServiceManifest")
         manifest.load_events()
         found.append(manifest)
-    return found
+    return sorted(found, key=lambda manifest: manifest.default_port)
+
+
+def installed_service_names() -> list[str]:
+    """The names of the services installed here, in start order."""
+    return [manifest.name for manifest in installed_manifests()]
+
+
+def default_ports() -> dict[str, int]:
+    """Each installed service's default HTTP port, by name, in start order."""
+    return {manifest.name: manifest.default_port for manifest in installed_manifests()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mutualis_kernel.bus.spec import ConsumerSpec
-from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import (
     KeyValueSpec,
     ObjectStoreSpec,
@@ -80,7 +80,7 @@ CONSUMERS = (
 MANIFEST = ServiceManifest(
     name="archive",
     description="The digital vault: immutable records, fixity, retention, a sealed journal, SEDA.",
-    default_port=KNOWN_SERVICES["archive"],
+    default_port=8003,
     resources=RESOURCES,
     consumers=CONSUMERS,
     event_modules=("archive.domain.events",),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mutualis_kernel.bus.spec import ConsumerSpec
-from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KeyValueSpec, Resources, events_stream
 
 USERS = "identity_users"
@@ -68,7 +68,7 @@ CONSUMERS = (PROJECTOR,)
 MANIFEST = ServiceManifest(
     name="identity",
     description="The territory's OpenID Connect provider for citizens, agents and services.",
-    default_port=KNOWN_SERVICES["identity"],
+    default_port=8001,
     resources=RESOURCES,
     consumers=CONSUMERS,
     event_modules=("identity.domain.events",),

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from mutualis_cli.k8s_nats import nats_credentials_command, nats_values_command
 from mutualis_cli.options import JsonOutput
-from mutualis_kernel.service import KNOWN_SERVICES
+from mutualis_kernel.service import installed_service_names
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 UNKNOWN_ZONE = "?"
@@ -103,7 +103,7 @@ def observe(core: k8s.CoreV1Api, namespace: str, release: str) -> ClusterReport:
 def _summarise(
     namespace: str, release: str, zones: list[str], pods: list[PodState]
 ) -> ClusterReport:
-    present = [s for s in KNOWN_SERVICES if any(p.role == s for p in pods)]
+    present = [s for s in installed_service_names() if any(p.role == s for p in pods)]
     services: dict[str, dict[str, str]] = {}
     missing: dict[str, list[str]] = {}
     for service in present:

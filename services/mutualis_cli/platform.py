@@ -52,12 +52,13 @@ from mutualis_kernel.runtime.process import port_is_free
 from mutualis_kernel.runtime.security import build_security
 from mutualis_kernel.runtime.tls import ensure_dev_tls
 from mutualis_kernel.runtime.topology import DEFAULT_DATACENTERS
-from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.service import ServiceManifest
 
 NATS_MARKER = "nats-server"
 #: Ports of one datacenter's instances are this far from the previous datacenter's.
 DATACENTER_PORT_STRIDE = 10
-_FIRST_SERVICE_PORT = min(KNOWN_SERVICES.values())
+#: identity's default port: each service's port is --port-base-services plus its offset.
+_FIRST_SERVICE_PORT = 8001
 
 
 class AlreadyRunning(RuntimeError):

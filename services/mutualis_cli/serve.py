@@ -5,11 +5,10 @@ This is the container entry point: one image holds every service and the command
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import runpy
 
-from mutualis_kernel.service import KNOWN_SERVICES
+from mutualis_kernel.service import installed_service_names
 
 
 class UnknownService(LookupError):
@@ -17,20 +16,15 @@ class UnknownService(LookupError):
 
 
 def installed_services() -> list[str]:
-    return [name for name in KNOWN_SERVICES if importlib.util.find_spec(name) is not None]
+    return installed_service_names()
 
 
 def check_service(name: str) -> None:
     installed = installed_services()
-    if name in KNOWN_SERVICES and name in installed:
+    if name in installed:
         return
-    known = ", ".join(KNOWN_SERVICES)
     present = ", ".join(installed) or "none"
-    if name in KNOWN_SERVICES:
-        raise UnknownService(
-            f"service {name!r} is not installed here (known: {known}; installed: {present})"
-        )
-    raise UnknownService(f"unknown service {name!r} (known: {known}; installed: {present})")
+    raise UnknownService(f"unknown service {name!r} (installed here: {present})")
 
 
 def serve(name: str) -> None:

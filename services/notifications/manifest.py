@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mutualis_kernel.bus.spec import ConsumerSpec
-from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KeyValueSpec, Resources, events_stream
 
 LEDGER = "notifications_ledger"
@@ -72,7 +72,7 @@ DELIVERIES = ConsumerSpec(
 MANIFEST = ServiceManifest(
     name="notifications",
     description="Email, SMS and in-app notifications with evidence of delivery.",
-    default_port=KNOWN_SERVICES["notifications"],
+    default_port=8004,
     resources=RESOURCES,
     consumers=(ROUTER, IDENTITY_ROUTER, ARCHIVE_ROUTER, DELIVERIES),
     event_modules=("notifications.domain.events",),

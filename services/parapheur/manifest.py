@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mutualis_kernel.bus.spec import ConsumerSpec
-from mutualis_kernel.service import KNOWN_SERVICES, ServiceManifest
+from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KeyValueSpec, ObjectStoreSpec, Resources, events_stream
 
 CIRCUITS = "parapheur_circuits"
@@ -49,7 +49,7 @@ SEAL_CONSUMER = ConsumerSpec(
 MANIFEST = ServiceManifest(
     name="parapheur",
     description="Approval and signature circuits with PAdES signatures for every commune.",
-    default_port=KNOWN_SERVICES["parapheur"],
+    default_port=8002,
     resources=RESOURCES,
     consumers=(SEAL_CONSUMER, ERASURE_CONSUMER),
     event_modules=("parapheur.domain.events",),

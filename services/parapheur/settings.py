@@ -8,12 +8,11 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from mutualis_kernel.config import KernelSettings
-from mutualis_kernel.service import KNOWN_SERVICES
 
 
 class ParapheurSettings(KernelSettings):
     service_name: str = "parapheur"
-    http_port: int = KNOWN_SERVICES["parapheur"]
+    http_port: int = 8002
     issuer_url: str = Field(
         default="http://127.0.0.1:8001",
         description="The identity service's issuer URL, whose JWKS verifies access tokens.",

@@ -17,10 +17,13 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from mutualis_kernel.service import KNOWN_SERVICES
+from mutualis_kernel.service import default_ports
 from mutualis_kernel.tenants import TenantDirectory, load_tenants
 
 from .conftest import CHART, ISSUER, NAMESPACE, HelmFailed, Render, run_helm, values_args
+
+#: The services this distribution installs, and their default HTTP ports.
+KNOWN_SERVICES = default_ports()
 
 KUBERNETES_VERSION = "1.33"
 #: Every route of the four apps, with who may call it: tests/security/test_route_matrix.py

@@ -25,9 +25,12 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from mutualis_kernel.service import KNOWN_SERVICES
+from mutualis_kernel.service import default_ports
 
 from .conftest import ROOT
+
+#: The services this distribution installs, and their default HTTP ports.
+KNOWN_SERVICES = default_ports()
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 LOCK = ROOT / "requirements" / "dev.lock"

@@ -24,8 +24,11 @@ from fastapi import FastAPI, HTTPException
 from typer.testing import CliRunner
 
 from mutualis_cli.k8s import DrillRefused, core_api, k8s_app, kill_zone, observe
-from mutualis_kernel.service import KNOWN_SERVICES
+from mutualis_kernel.service import default_ports
 from mutualis_kernel.testing.ports import free_port_block
+
+#: The services this distribution installs, and their default HTTP ports.
+KNOWN_SERVICES = default_ports()
 
 NAMESPACE = "mutualis"
 RELEASE = "mutualis"

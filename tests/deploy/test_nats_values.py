@@ -52,11 +52,14 @@ from mutualis_cli.k8s_nats import (
 from mutualis_kernel.runtime import nats_server_binary
 from mutualis_kernel.runtime.security import OPERATOR, service_permissions
 from mutualis_kernel.runtime.tls import ensure_dev_tls
-from mutualis_kernel.service import KNOWN_SERVICES, installed_manifests
+from mutualis_kernel.service import default_ports, installed_manifests
 from mutualis_kernel.streams import KERNEL_RESOURCES, apply_resources_patiently
 from mutualis_kernel.testing.ports import free_port_block
 
 from .conftest import HELM_DIR, RELEASE, ROOT, Render
+
+#: The services this distribution installs, and their default HTTP ports.
+KNOWN_SERVICES = default_ports()
 
 ZONES = ("dc1", "dc2", "dc3")
 RAW = re.compile(r'"<<\s*(.*?)\s*>>"')

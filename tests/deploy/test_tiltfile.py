@@ -20,9 +20,12 @@ import yaml
 
 from identity.settings import IdentitySettings
 from mutualis_kernel.config import DEFAULT_SECRET_MARKERS
-from mutualis_kernel.service import KNOWN_SERVICES
+from mutualis_kernel.service import default_ports
 
 from .conftest import ROOT, run_helm
+
+#: The services this distribution installs, and their default HTTP ports.
+KNOWN_SERVICES = default_ports()
 
 TILTFILE = ROOT / "tilt" / "Tiltfile"
 
