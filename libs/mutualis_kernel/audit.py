@@ -2,9 +2,10 @@
 
 There is no audit store of its own: the services' event streams are kept forever and already
 record who logged in, who was granted a role, who signed, who read or disposed of a record.
-This module owns the list of which event types count as security-relevant (`AUDITED`), how to
-read an actor and an object out of each (by field name: the kernel imports no service), and a
-reader that lists them for one tenant since a time, in time order.
+Each service declares which of its event types count as security-relevant (`AuditRule`s in
+its manifest's `audited`); this module owns how to read an actor and an object out of each (by
+field name: the kernel imports no service), and a reader that lists them for one tenant since
+a time, in time order.
 
 The reader uses an ephemeral, acknowledgement-free consumer per stream, started at the given
 time and filtered on the tenant's subjects; it never changes a stream and leaves nothing
@@ -51,36 +52,14 @@ class AuditRule:
         return type_name(self.service, self.event_name, self.version)
 
 
-#: Every event type the audit trail lists. A new security-relevant event joins here.
-AUDITED: tuple[AuditRule, ...] = (
-    # identity: authentication
-    AuditRule("identity", "login.succeeded", "login.succeeded", ("user_id",), ("client_id",)),
-    AuditRule("identity", "login.failed", "login.failed", ("user_id",), ("reason",)),
-    AuditRule("identity", "refresh.reused", "refresh.reused", ("user_id",), ("client_id",)),
-    # identity: administration
-    AuditRule("identity", "user.registered", "user.registered", (), ("user_id",)),
-    AuditRule("identity", "user.updated", "user.updated", (), ("user_id",)),
-    AuditRule("identity", "user.erased", "user.erased", (), ("user_id",)),
-    AuditRule("identity", "role.granted", "role.granted", ("by",), ("user_id", "role")),
-    AuditRule("identity", "role.revoked", "role.revoked", ("by",), ("user_id", "role")),
-    AuditRule("identity", "client.registered", "client.registered", (), ("client_id",)),
-    # parapheur: signatures and delegations of signing power
-    AuditRule("parapheur", "step.signed", "step.signed", ("actor",), ()),
-    AuditRule("parapheur", "step.rejected", "step.rejected", ("actor",), ()),
-    AuditRule(
-        "parapheur", "delegation.granted", "delegation.granted", ("delegator",), ("delegate",)
-    ),
-    AuditRule("parapheur", "delegation.revoked", "delegation.revoked", ("by",), ("delegation_id",)),
-    # archive: access, holds, disposal, integrity
-    AuditRule("archive", "record.accessed", "record.accessed", ("by",), ("record_id",)),
-    AuditRule("archive", "record.disposed", "record.disposed", ("approved_by",), ("record_id",)),
-    AuditRule("archive", "hold.placed", "hold.placed", ("by",), ("record_id",)),
-    AuditRule("archive", "hold.released", "hold.released", ("by",), ("record_id",)),
-    AuditRule(
-        "archive", "disposal.approved", "disposal.approved", ("approved_by",), ("disposal_id",)
-    ),
-    AuditRule("archive", "integrity.failed", "integrity.failed", (), ("record_id", "reference")),
-)
+def installed_rules() -> tuple[AuditRule, ...]:
+    """The audit rules every installed service declares in its manifest (`audited`).
+
+    The kernel names no event type itself: a service whose event is security-relevant says
+    so beside its other declarations, and the trail lists it."""
+    from mutualis_kernel.service import installed_manifests  # the manifests import AuditRule
+
+    return tuple(rule for manifest in installed_manifests() for rule in manifest.audited)
 
 
 class AuditEntry(BaseModel):
@@ -141,12 +120,14 @@ class AuditReader:
     def __init__(
         self,
         js: JetStreamContext,
-        rules: Sequence[AuditRule] = AUDITED,
+        rules: Sequence[AuditRule] | None = None,
         *,
         batch: int = 256,
         fetch_timeout_s: float = 1.0,
     ) -> None:
         self._js = js
+        if rules is None:
+            rules = installed_rules()
         self._rules = {rule.type_name: rule for rule in rules}
         self._services = sorted({rule.service for rule in rules})
         self._batch = batch

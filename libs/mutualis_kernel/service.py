@@ -13,6 +13,7 @@ import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from mutualis_kernel.audit import AuditRule
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.streams import Resources
 
@@ -38,6 +39,8 @@ class ServiceManifest:
     #: Other services' object stores it reads (never writes), e.g. archive reading the signed
     #: PDFs parapheur stored: read-only JetStream rights on them.
     reads_object_stores: tuple[str, ...] = ()
+    #: Its security-relevant event types, as the audit trail (`mutualis audit`) lists them.
+    audited: tuple[AuditRule, ...] = ()
 
     def load_events(self) -> None:
         for module in self.event_modules:

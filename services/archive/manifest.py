@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mutualis_kernel.audit import AuditRule
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import (
@@ -85,4 +86,19 @@ MANIFEST = ServiceManifest(
     consumers=CONSUMERS,
     event_modules=("archive.domain.events",),
     reads_object_stores=(PARAPHEUR_DOCUMENTS,),
+    audited=(
+        # access, holds, disposal, integrity
+        AuditRule("archive", "record.accessed", "record.accessed", ("by",), ("record_id",)),
+        AuditRule(
+            "archive", "record.disposed", "record.disposed", ("approved_by",), ("record_id",)
+        ),
+        AuditRule("archive", "hold.placed", "hold.placed", ("by",), ("record_id",)),
+        AuditRule("archive", "hold.released", "hold.released", ("by",), ("record_id",)),
+        AuditRule(
+            "archive", "disposal.approved", "disposal.approved", ("approved_by",), ("disposal_id",)
+        ),
+        AuditRule(
+            "archive", "integrity.failed", "integrity.failed", (), ("record_id", "reference")
+        ),
+    ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mutualis_kernel.audit import AuditRule
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KeyValueSpec, Resources, events_stream
@@ -72,4 +73,17 @@ MANIFEST = ServiceManifest(
     resources=RESOURCES,
     consumers=CONSUMERS,
     event_modules=("identity.domain.events",),
+    audited=(
+        # authentication
+        AuditRule("identity", "login.succeeded", "login.succeeded", ("user_id",), ("client_id",)),
+        AuditRule("identity", "login.failed", "login.failed", ("user_id",), ("reason",)),
+        AuditRule("identity", "refresh.reused", "refresh.reused", ("user_id",), ("client_id",)),
+        # administration
+        AuditRule("identity", "user.registered", "user.registered", (), ("user_id",)),
+        AuditRule("identity", "user.updated", "user.updated", (), ("user_id",)),
+        AuditRule("identity", "user.erased", "user.erased", (), ("user_id",)),
+        AuditRule("identity", "role.granted", "role.granted", ("by",), ("user_id", "role")),
+        AuditRule("identity", "role.revoked", "role.revoked", ("by",), ("user_id", "role")),
+        AuditRule("identity", "client.registered", "client.registered", (), ("client_id",)),
+    ),
 )

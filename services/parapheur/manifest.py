@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mutualis_kernel.audit import AuditRule
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import KeyValueSpec, ObjectStoreSpec, Resources, events_stream
@@ -56,4 +57,15 @@ MANIFEST = ServiceManifest(
     # Reminders ride on a stream with message schedules (adapters/deadlines.py).
     private_streams=("PARAPHEUR_DEADLINES",),
     private_subjects=("parapheur.deadline.>",),
+    audited=(
+        # signatures and delegations of signing power
+        AuditRule("parapheur", "step.signed", "step.signed", ("actor",), ()),
+        AuditRule("parapheur", "step.rejected", "step.rejected", ("actor",), ()),
+        AuditRule(
+            "parapheur", "delegation.granted", "delegation.granted", ("delegator",), ("delegate",)
+        ),
+        AuditRule(
+            "parapheur", "delegation.revoked", "delegation.revoked", ("by",), ("delegation_id",)
+        ),
+    ),
 )

@@ -18,7 +18,7 @@ from archive.domain.events import HoldPlaced, IntegrityVerified, RecordAccessed,
 from archive.manifest import MANIFEST as ARCHIVE
 from identity.domain.events import LoginFailed, LoginSucceeded, RoleGranted
 from identity.manifest import MANIFEST as IDENTITY
-from mutualis_kernel.audit import AUDITED, AuditReader
+from mutualis_kernel.audit import AuditReader, installed_rules
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.events.registry import catalog
 from mutualis_kernel.runtime import LocalCluster
@@ -65,7 +65,9 @@ def signed(actor: str) -> StepSigned:
 def test_every_audited_type_is_a_real_event_type() -> None:
     for manifest in (IDENTITY, PARAPHEUR, ARCHIVE):
         manifest.load_events()
-    unknown = [rule.type_name for rule in AUDITED if catalog.model_for(rule.type_name) is None]
+    unknown = [
+        rule.type_name for rule in installed_rules() if catalog.model_for(rule.type_name) is None
+    ]
     assert unknown == []
 
 
