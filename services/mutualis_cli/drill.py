@@ -951,16 +951,53 @@ def drill(
     kill_zone: Annotated[
         str | None, typer.Option("--kill-zone", help="With --kubernetes: the zone to lose.")
     ] = None,
+    # With --kubernetes, the options of `mutualis k8s status` / `mutualis k8s drill`.
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="With --kubernetes: the release's namespace.")
+    ] = "mutualis",
+    release: Annotated[
+        str, typer.Option(help="With --kubernetes: Helm release name.")
+    ] = "mutualis",
+    context: Annotated[
+        str | None, typer.Option(help="With --kubernetes: kubeconfig context (default: current).")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="With --kubernetes: API server URL without kubeconfig (kubectl proxy)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="With --kubernetes: give up on the zone after this long.")
+    ] = 600,
+    poll: Annotated[
+        float, typer.Option(min=0, help="With --kubernetes: seconds between two looks.")
+    ] = 2.0,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --kubernetes: do not ask for confirmation.")
+    ] = False,
 ) -> None:
     """Run the journey workload, inject a fault, heal, and report loss, duplicates and RTO."""
-    if kubernetes:
+    if kubernetes or kill_zone is not None:
         # The same drill on a cluster: delete one zone's pods and measure the recovery.
-        from mutualis_cli.k8s import drill_command
+        from mutualis_cli.k8s import run_zone_drill
 
-        if kill_zone is None:
-            console.print("[red]error:[/] --kubernetes needs --kill-zone ZONE")
+        local_fault = any((kill, freeze, rolling_restart, kill_meta_leader, kill_service))
+        if not kubernetes or kill_zone is None or local_fault:
+            console.print(
+                "[red]error:[/] on Kubernetes the fault is --kubernetes --kill-zone ZONE, "
+                "alone (--kill, --freeze… are faults of a local platform)"
+            )
             raise typer.Exit(2)
-        drill_command(kill_zone_name=kill_zone, yes=False)
+        run_zone_drill(
+            kill_zone,
+            namespace=namespace,
+            release=release,
+            context=context,
+            server=server,
+            timeout=timeout,
+            poll=poll,
+            yes=yes,
+            json_file=as_json,
+        )
         return
     state = load_state(run_dir.resolve())
     if state is None:

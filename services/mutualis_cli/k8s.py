@@ -2,8 +2,11 @@
 
 Owns two commands built on the official `kubernetes` client:
 - `status`: every service's pods per zone (datacenter), the NATS pods, and readiness;
-- `drill --kill-zone Z`: deletes every Mutualis and NATS pod of one zone, then measures how long
-  until every service answers from the remaining zones and until the zone is whole again.
+- `drill --kill-zone Z` (also `mutualis drill --kubernetes --kill-zone Z`): deletes every
+  Mutualis and NATS pod of one zone, then measures how long until every service answers from
+  the remaining zones and until the zone is whole again, in the local drill's report layout
+  (fault, timeline, targets) without what needs a workload (loss, duplicates, requests);
+- `nats-values`, `nats-credentials` (mutualis_cli.k8s_nats): NATS identities for the chart.
 
 It reads and deletes pods only; it never edits Deployments, StatefulSets or Helm releases.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -153,8 +157,27 @@ def render_status(report: ClusterReport, console: Console) -> None:
 
 
 # -- the zone drill -------------------------------------------------------------------------
+#: Issue 8's target for a crash, as in the local drill: an election plus a second.
+RTO_TARGET_S = 8.0
+#: What the local drill (`mutualis drill --kill DC`) measures that this one cannot: it runs
+#: no workload, so it sees pods and readiness, never a request or an event.
+NOT_MEASURED = {
+    "acknowledged_but_lost": "no workload runs: nothing is acknowledged, so nothing can be lost",
+    "duplicates": "no workload runs: no signature, record or email to count twice",
+    "journeys": "no journeys run; run `mutualis demo` against the ingress alongside to see them",
+    "slowest_requests": "no request is timed; the outage is measured on ready pods instead",
+    "catch_up_s": "stream replicas are not inspected; `nats stream report` shows their lag",
+}
+
+
+class TimelineEvent(BaseModel):
+    at_s: float
+    what: str
+
+
 class DrillReport(BaseModel):
     fault: str
+    platform: str = "kubernetes"
     zone: str
     namespace: str
     release: str
@@ -166,6 +189,11 @@ class DrillReport(BaseModel):
     #: Longest stretch (seconds) during which some service had no ready pod anywhere.
     longest_outage_s: float = 0.0
     outages: dict[str, float] = Field(default_factory=dict)
+    #: What happened when, in seconds from the deletion (as the local drill's timeline).
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    #: Targets reported met or not, as the local drill's; only `ok` decides the exit code.
+    targets: dict[str, bool] = Field(default_factory=dict)
+    not_measured: dict[str, str] = Field(default_factory=lambda: dict(NOT_MEASURED))
     before: ClusterReport
     after: ClusterReport
     ok: bool
@@ -195,9 +223,15 @@ def kill_zone(
         raise DrillRefused("the platform is already degraded; run `mutualis k8s status` first")
     victims = [p for p in before.pods if p.zone == zone]
     start = clock()
+    timeline: list[TimelineEvent] = []
+
+    def mark(at: float, what: str) -> None:
+        timeline.append(TimelineEvent(at_s=round(at - start, 3), what=what))
+
     for pod in victims:
         # None keeps each pod's own terminationGracePeriodSeconds (the NATS drain).
         core.delete_namespaced_pod(pod.name, namespace, grace_period_seconds=grace_period_s)
+    mark(clock(), f"deleted {len(victims)} pods in zone {zone}")
     killed = {p.uid for p in victims}
     services = list(before.services)
     available_at: float | None = None
@@ -211,35 +245,49 @@ def kill_zone(
         live = [p for p in after.pods if p.uid not in killed]
         for service in services:
             up_anywhere = any(p.ready and p.role == service for p in live)
-            if not up_anywhere:
-                outage_started.setdefault(service, now)
-            elif service in outage_started:
-                outages[service] = max(outages.get(service, 0.0), now - outage_started.pop(service))
+            if not up_anywhere and service not in outage_started:
+                outage_started[service] = now
+                mark(now, f"{service} has no ready pod anywhere")
+            elif up_anywhere and service in outage_started:
+                began = outage_started.pop(service)
+                outages[service] = max(outages.get(service, 0.0), now - began)
+                mark(now, f"{service} ready again after {now - began:.1f} s")
         elsewhere = all(
             any(p.ready and p.role == s and p.zone != zone for p in live) for s in services
         )
         if available_at is None and elsewhere:
             available_at = now - start
+            mark(now, f"every service ready outside {zone}")
         back = all(any(p.ready and p.role == s and p.zone == zone for p in live) for s in services)
         nats_back = sum(1 for p in live if p.role == "nats" and p.zone == zone and p.ready) >= sum(
             1 for p in victims if p.role == "nats"
         )
         if available_at is not None and back and nats_back and after.healthy:
             recovered_at = now - start
+            mark(now, f"zone {zone} whole again")
             break
         sleep(poll_s)
+    if recovered_at is None:
+        mark(clock(), f"gave up after {timeout_s:.0f} s: zone {zone} not whole again")
     for service, began in outage_started.items():
         outages[service] = max(outages.get(service, 0.0), clock() - began)
+    longest = max(outages.values(), default=0.0)
     return DrillReport(
-        fault=f"delete every pod in zone {zone}",
+        fault=f"--kill-zone {zone}",
         zone=zone,
         namespace=namespace,
         release=release,
         deleted=[p.name for p in victims],
         services_available_after_s=available_at,
         zone_recovered_after_s=recovered_at,
-        longest_outage_s=max(outages.values(), default=0.0),
+        longest_outage_s=longest,
         outages=outages,
+        timeline=timeline,
+        targets={
+            "no_service_outage": not outages,
+            f"rto_below_{RTO_TARGET_S:g}s": longest <= RTO_TARGET_S,
+            "zone_recovered": recovered_at is not None,
+        },
         before=before,
         after=after,
         ok=recovered_at is not None,
@@ -247,20 +295,40 @@ def kill_zone(
 
 
 def render_drill(report: DrillReport, console: Console) -> None:
-    console.print(f"drill: {report.fault} ({len(report.deleted)} pods deleted)")
+    """The local drill's layout: the fault, what was measured, the timeline, the targets."""
 
     def seconds(value: float | None) -> str:
-        return "not within the timeout" if value is None else f"{value:.1f} s"
+        return "not within the timeout" if value is None else f"{value:.2f}s"
 
-    console.print(
-        f"  every service ready outside {report.zone}: {seconds(report.services_available_after_s)}"
+    outage = (
+        "none: every service always had a ready pod somewhere"
+        if not report.outages
+        else f"{report.longest_outage_s:.2f}s with no ready pod anywhere ("
+        + ", ".join(f"{s} {d:.2f}s" for s, d in report.outages.items())
+        + ")"
     )
-    console.print(f"  zone {report.zone} whole again: {seconds(report.zone_recovered_after_s)}")
-    if report.outages:
-        for service, duration in report.outages.items():
-            console.print(f"  [red]{service} had no ready pod for {duration:.1f} s[/]")
-    else:
-        console.print("  no service was ever without a ready pod")
+    lines = [
+        f"fault                 {report.fault} ({len(report.deleted)} pods deleted: "
+        f"every Mutualis and NATS pod of the zone)",
+        f"platform              kubernetes, release {report.release} in {report.namespace}",
+        f"services elsewhere    every service ready outside {report.zone} after "
+        f"{seconds(report.services_available_after_s)}",
+        f"longest outage        {outage}",
+        f"zone whole again      {seconds(report.zone_recovered_after_s)}",
+        "not measured          "
+        + ", ".join(report.not_measured)
+        + " (no workload runs; see docs/deploy.md)",
+    ]
+    console.print()
+    for line in lines:
+        console.print(f"  {line}", soft_wrap=True)
+    console.print()
+    for event in report.timeline:
+        console.print(f"  [dim]{event.at_s:7.2f}s[/] {event.what}", soft_wrap=True)
+    console.print()
+    for target, met in report.targets.items():
+        console.print(f"  target {target:<26} {'[green]met[/]' if met else '[red]not met[/]'}")
+    console.print()
     render_status(report.after, console)
     console.print("[green]recovered[/]" if report.ok else "[red]not recovered[/]")
 
@@ -325,37 +393,37 @@ def status_command(
         raise typer.Exit(1)
 
 
-@k8s_app.command("drill")
-def drill_command(
-    kill_zone_name: Annotated[
-        str, typer.Option("--kill-zone", help="Zone (datacenter) whose pods are deleted.")
-    ],
-    namespace: Namespace = "mutualis",
-    release: Release = "mutualis",
-    context: Context = None,
-    server: Server = None,
-    timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 600,
-    poll: Annotated[float, typer.Option(min=0, help="Seconds between two looks.")] = 2.0,
-    grace_period: Annotated[
-        int | None, typer.Option(min=0, help="Deletion grace period (default: the pod's).")
-    ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    as_json: JsonOutput = False,
-) -> None:
-    """Delete every Mutualis and NATS pod of one zone and measure the recovery.
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DrillTimeout = Annotated[
+    float, typer.Option(min=1, help="Give up when the zone is not whole after this many seconds.")
+]
+DrillPoll = Annotated[float, typer.Option(min=0, help="Seconds between two looks at the pods.")]
 
-    Exit 0 when every service stayed or came back ready and the zone is whole again.
-    """
+
+def run_zone_drill(
+    zone: str,
+    *,
+    namespace: str = "mutualis",
+    release: str = "mutualis",
+    context: str | None = None,
+    server: str | None = None,
+    timeout: float = 600,
+    poll: float = 2.0,
+    grace_period: int | None = None,
+    yes: bool = False,
+    print_json: bool = False,
+    json_file: Path | None = None,
+) -> None:
+    """Both entry points (`mutualis k8s drill`, `mutualis drill --kubernetes`): confirm, drill,
+    report; exit 1 when the zone did not recover or the drill was refused."""
     if not yes:
-        typer.confirm(
-            f"delete every pod of release {release} in zone {kill_zone_name}?", abort=True
-        )
+        typer.confirm(f"delete every pod of release {release} in zone {zone}?", abort=True)
     try:
         report = kill_zone(
             core_api(context, server),
             namespace,
             release,
-            kill_zone_name,
+            zone,
             timeout_s=timeout,
             poll_s=poll,
             grace_period_s=grace_period,
@@ -365,9 +433,50 @@ def drill_command(
         raise typer.Exit(1) from None
     except (k8s.ApiException, kubeconfig.ConfigException, OSError) as error:
         raise _api_failure(error) from None
-    if as_json:
+    if print_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
         render_drill(report, console)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(report.model_dump_json(indent=2) + "\n")
+        if not print_json:
+            console.print(f"\n  report written to {json_file}", soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@k8s_app.command("drill")
+def drill_command(
+    kill_zone_name: Annotated[
+        str, typer.Option("--kill-zone", help="Zone (datacenter) whose pods are deleted.")
+    ],
+    namespace: Namespace = "mutualis",
+    release: Release = "mutualis",
+    context: Context = None,
+    server: Server = None,
+    timeout: DrillTimeout = 600,
+    poll: DrillPoll = 2.0,
+    grace_period: Annotated[
+        int | None, typer.Option(min=0, help="Deletion grace period (default: the pod's).")
+    ] = None,
+    yes: Yes = False,
+    as_json: JsonOutput = False,
+) -> None:
+    """Delete every Mutualis and NATS pod of one zone and measure the recovery.
+
+    The same as `mutualis drill --kubernetes --kill-zone ZONE`. Exit 0 when every service
+    stayed or came back ready and the zone is whole again.
+    """
+    run_zone_drill(
+        kill_zone_name,
+        namespace=namespace,
+        release=release,
+        context=context,
+        server=server,
+        timeout=timeout,
+        poll=poll,
+        grace_period=grace_period,
+        yes=yes,
+        print_json=as_json,
+    )

@@ -1,4 +1,5 @@
-"""`mutualis k8s status` and `mutualis k8s drill --kill-zone`, against a fake API server.
+"""`mutualis k8s status`, `mutualis k8s drill --kill-zone` and `mutualis drill --kubernetes
+--kill-zone`, against a fake API server.
 
 No Kubernetes cluster can run on our machines (no kube-apiserver, kind or k3d is reachable), so
 these tests start a small fake API server: a FastAPI app on a free port serving the three
@@ -14,8 +15,9 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,8 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from typer.testing import CliRunner
 
-from mutualis_cli.k8s import DrillRefused, core_api, k8s_app, kill_zone, observe
+from mutualis_cli.k8s import NOT_MEASURED, DrillRefused, core_api, k8s_app, kill_zone, observe
+from mutualis_cli.main import app
 from mutualis_kernel.service import default_ports
 from mutualis_kernel.testing.ports import free_port_block
 
@@ -83,6 +86,10 @@ class FakeCluster:
     replacement_delay: int | None = 3
     looks: int = 0
     deleted: list[str] = field(default_factory=list)
+    #: Namespaces the client listed pods in.
+    namespaces_listed: list[str] = field(default_factory=list)
+    #: Called after each deletion (a test's way to make other pods misbehave meanwhile).
+    after_delete: Callable[[FakeCluster], None] | None = None
     pods: dict[str, FakePod] = field(default_factory=dict)
     uids: Iterator[int] = field(default_factory=itertools.count)
 
@@ -106,6 +113,8 @@ class FakeCluster:
         # StatefulSets keep the name; Deployments' ReplicaSets pick a new one.
         name = pod.name if pod.role == "nats" else f"{RELEASE}-{pod.role}-{zone}-{next(self.uids)}"
         self.add(name, pod.role, zone, ready_at)
+        if self.after_delete is not None:
+            self.after_delete(self)
         return pod
 
     def app(self) -> FastAPI:
@@ -126,6 +135,7 @@ class FakeCluster:
 
         @app.get("/api/v1/namespaces/{namespace}/pods")
         def list_pods(namespace: str, labelSelector: str = "") -> dict[str, Any]:
+            self.namespaces_listed.append(namespace)
             wanted = dict(term.split("=", 1) for term in labelSelector.split(",") if term)
             items = [
                 pod.document(self.looks)
@@ -165,6 +175,11 @@ def fake_api_server() -> Iterator[tuple[str, FakeCluster]]:
 
 def invoke(*args: str) -> Any:
     return CliRunner().invoke(k8s_app, list(args))
+
+
+def mutualis(*args: str, stdin: str | None = None) -> Any:
+    """The `mutualis` command line itself (the local drill's entry point)."""
+    return CliRunner().invoke(app, list(args), input=stdin)
 
 
 def test_status_shows_every_service_ready_in_every_zone_against_a_fake_api_server(
@@ -214,6 +229,7 @@ def test_drill_deletes_one_zone_and_measures_the_recovery_against_a_fake_api_ser
     assert report["outages"] == {}, "the other zones kept every service up"
     assert report["after"]["healthy"] is True
     assert report["ok"] is True
+    assert report["targets"]["zone_recovered"] is True
     after = {p["name"]: p for p in report["after"]["pods"]}
     assert f"{RELEASE}-nats-1" in after, "the StatefulSet pod came back under its name"
 
@@ -240,6 +256,8 @@ def test_a_zone_that_never_comes_back_fails_the_drill_against_a_fake_api_server(
     )
     assert report.ok is False
     assert report.zone_recovered_after_s is None
+    assert report.targets["zone_recovered"] is False
+    assert report.timeline[-1].what == "gave up after 30 s: zone dc1 not whole again"
     assert report.services_available_after_s is not None, "dc2 and dc3 still serve"
     assert sorted(report.after.missing) == sorted(KNOWN_SERVICES)
 
@@ -256,3 +274,115 @@ def test_drill_refuses_an_unknown_zone_or_a_degraded_platform_against_a_fake_api
         kill_zone(core_api(server=url), NAMESPACE, RELEASE, "dc1")
     assert cluster.deleted == []
     assert observe(core_api(server=url), NAMESPACE, RELEASE).nats_ready == 2
+
+
+def test_drill_kubernetes_kill_zone_reports_like_the_local_drill_against_a_fake_api_server(
+    fake_api_server: tuple[str, FakeCluster], tmp_path: Path
+) -> None:
+    url, cluster = fake_api_server
+    in_dc2 = sorted(p.name for p in cluster.pods.values() if "dc2" in p.node)
+    report_file = tmp_path / "drill.json"
+    result = mutualis(
+        "drill",
+        "--kubernetes",
+        "--kill-zone",
+        "dc2",
+        "--server",
+        url,
+        "--namespace",
+        NAMESPACE,
+        "--release",
+        RELEASE,
+        "--poll",
+        "0",
+        "--yes",
+        "--json",
+        str(report_file),
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(cluster.deleted) == in_dc2
+    report = json.loads(report_file.read_text())
+    # The local drill's frame: the fault, a timeline, targets met or not.
+    assert report["fault"] == "--kill-zone dc2"
+    assert report["platform"] == "kubernetes"
+    events = [event["what"] for event in report["timeline"]]
+    assert events[0] == f"deleted {len(in_dc2)} pods in zone dc2"
+    assert "every service ready outside dc2" in events
+    assert events[-1] == "zone dc2 whole again"
+    assert [e["at_s"] for e in report["timeline"]] == sorted(e["at_s"] for e in report["timeline"])
+    assert report["targets"] == {
+        "no_service_outage": True,
+        "rto_below_8s": True,
+        "zone_recovered": True,
+    }
+    # What needs a workload is said to be missing, never reported as zero.
+    assert set(report["not_measured"]) == set(NOT_MEASURED)
+    assert "acknowledged_but_lost" not in report
+    assert "duplicates" not in report
+    for line in ("fault", "longest outage", "not measured", "target zone_recovered"):
+        assert line in result.output, line
+    assert "\nrecovered\n" in result.output
+    assert f"report written to {report_file}" in result.output
+
+
+def test_drill_kubernetes_reports_a_service_without_any_ready_pod_against_a_fake_api_server(
+    fake_api_server: tuple[str, FakeCluster],
+) -> None:
+    """While dc2 is down, archive's pods in the other zones fail their readiness for a while."""
+    url, cluster = fake_api_server
+
+    def archive_flaps(fake: FakeCluster) -> None:
+        for pod in fake.pods.values():
+            if pod.role == "archive" and "dc2" not in pod.node:
+                pod.ready_at = max(pod.ready_at, fake.looks + 2)
+
+    cluster.after_delete = archive_flaps
+    result = mutualis(
+        "drill", "--kubernetes", "--kill-zone", "dc2", "--server", url, "--poll", "0", "-y"
+    )
+    assert result.exit_code == 0, "the zone recovered: the outage is a target, not an exit code"
+    assert "target no_service_outage" in result.output
+    assert "not met" in result.output
+    assert "archive has no ready pod anywhere" in result.output
+    assert "archive ready again" in result.output
+
+
+def test_drill_kubernetes_asks_before_deleting_against_a_fake_api_server(
+    fake_api_server: tuple[str, FakeCluster],
+) -> None:
+    url, cluster = fake_api_server
+    args = ("drill", "--kubernetes", "--kill-zone", "dc1", "--server", url, "--poll", "0")
+    refused = mutualis(*args, stdin="n\n")
+    assert refused.exit_code == 1
+    assert "delete every pod of release mutualis in zone dc1?" in refused.output
+    assert cluster.deleted == []
+    accepted = mutualis(*args, stdin="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert len(cluster.deleted) == len(KNOWN_SERVICES) + 1
+
+
+def test_drill_kubernetes_looks_in_the_namespace_it_is_given_against_a_fake_api_server(
+    fake_api_server: tuple[str, FakeCluster],
+) -> None:
+    url, cluster = fake_api_server
+    result = mutualis(
+        "drill", "--kubernetes", "--kill-zone", "dc1", "--server", url, "-n", "elsewhere", "-y"
+    )
+    assert result.exit_code == 1, "no release there: refused as degraded"
+    assert set(cluster.namespaces_listed) == {"elsewhere"}
+    assert cluster.deleted == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--kill-zone", "dc1"),
+        ("--kubernetes",),
+        ("--kubernetes", "--kill-zone", "dc1", "--kill", "dc1"),
+    ],
+    ids=["kill-zone-alone", "kubernetes-without-zone", "with-a-local-fault"],
+)
+def test_drill_kubernetes_needs_kill_zone_and_no_local_fault(args: tuple[str, ...]) -> None:
+    result = mutualis("drill", *args, "--yes")
+    assert result.exit_code == 2
+    assert "--kubernetes --kill-zone ZONE" in result.output
