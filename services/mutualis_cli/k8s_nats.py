@@ -106,8 +106,11 @@ def authorization_values(manifests: Sequence[ServiceManifest]) -> dict[str, Any]
     }
 
 
-def render_values(manifests: Sequence[ServiceManifest]) -> str:
-    body = yaml.safe_dump(authorization_values(manifests), sort_keys=False, width=100)
+def render_values(manifests: Sequence[ServiceManifest], *, standalone: bool = False) -> str:
+    """The values file; `standalone`: for the NATS chart installed on its own (one release per
+    zone), without the umbrella chart's `nats:` key."""
+    values = authorization_values(manifests)
+    body = yaml.safe_dump(values["nats"] if standalone else values, sort_keys=False, width=100)
     return HEADER + body
 
 
@@ -149,9 +152,16 @@ def nats_values_command(
     check: Annotated[
         bool, typer.Option(help="Exit 1 if --out differs from what the manifests give.")
     ] = False,
+    standalone: Annotated[
+        bool,
+        typer.Option(
+            help="Values for the NATS chart installed on its own (one release per zone), "
+            "without the umbrella chart's `nats:` key."
+        ),
+    ] = False,
 ) -> None:
     """The NATS chart's authorization values, generated from the services' manifests."""
-    text = render_values(installed_manifests())
+    text = render_values(installed_manifests(), standalone=standalone)
     if check:
         if out is None:
             raise typer.BadParameter("--check needs --out FILE")

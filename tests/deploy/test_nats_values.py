@@ -410,6 +410,13 @@ def test_nats_credentials_makes_seeds_public_keys_and_the_secrets_to_create(
         assert seed.decode().strip() not in first.output, "seeds are never printed"
 
 
+def test_nats_values_for_one_nats_release_per_zone_drop_the_umbrella_key() -> None:
+    result = CliRunner().invoke(k8s_app, ["nats-values", "--standalone"])
+    assert result.exit_code == 0, result.output
+    standalone = yaml.safe_load(result.output)
+    assert standalone == yaml.safe_load(AUTH_VALUES.read_text())["nats"]
+
+
 def test_nats_values_check_fails_on_a_stale_file(tmp_path: Path) -> None:
     current = CliRunner().invoke(k8s_app, ["nats-values", "--check", "--out", str(AUTH_VALUES)])
     assert current.exit_code == 0, current.output
