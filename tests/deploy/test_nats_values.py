@@ -49,7 +49,7 @@ from mutualis_cli.k8s_nats import (
     nkey_variable,
     render_values,
 )
-from mutualis_kernel.runtime import nats_server_binary
+from mutualis_kernel.runtime import Topology, nats_server_binary
 from mutualis_kernel.runtime.security import OPERATOR, service_permissions
 from mutualis_kernel.runtime.tls import ensure_dev_tls
 from mutualis_kernel.service import default_ports, installed_manifests
@@ -252,6 +252,14 @@ def test_each_server_is_tagged_with_its_own_zone(tmp_path: Path) -> None:
     config = server_config(VALUES, 0)
     assert config["server_tags"] == ["<< $NATS_ZONE_TAG >>"]
     assert config["jetstream"]["unique_tag"] == "dc:"
+
+
+def test_the_servers_accept_the_payloads_the_local_servers_accept(tmp_path: Path) -> None:
+    """`mutualis up`'s servers are what the services are tested against: same max_payload."""
+    topology = Topology(run_dir=tmp_path, datacenters=ZONES)
+    local = topology.render_config(topology.nodes[0])
+    [size] = re.findall(r"^max_payload: (\S+)$", local, re.MULTILINE)
+    assert server_config(VALUES, 0)["max_payload"] == f"<< {size} >>"
 
 
 def test_the_cluster_is_three_persistent_servers_one_per_zone() -> None:
