@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from mutualis_kernel import __version__
 from mutualis_kernel.auth import TokenVerifier
 from mutualis_kernel.bus.consumer import EventConsumer, Handler
+from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.events import Envelope, Event, catalog
 from mutualis_kernel.health import nats_readiness
 from mutualis_kernel.http import create_app
@@ -22,7 +24,6 @@ from notifications.adapters.stores import Stores
 from notifications.domain.events import NotificationRequested
 from notifications.domain.model import RetryPolicy
 from notifications.entrypoints.api import api_router
-from notifications.entrypoints.pacing import PacedConsumerSpec, paced
 from notifications.service_layer import handlers
 from notifications.service_layer.handlers import Deps
 from notifications.service_layer.ports import EmailSender, SmsSender
@@ -101,9 +102,9 @@ def consumers(
             info.model: route for info in catalog if info.service == service
         }
         built.append(EventConsumer(platform.js, PRODUCERS[service], routed))
-    # NAKed with the delay the handler chose (retry policy, rate limit, live lease).
-    spec = PacedConsumerSpec.like(manifest.DELIVERIES, ack_wait_s=settings.delivery_ack_wait_s)
-    built.append(EventConsumer(platform.js, spec, {NotificationRequested: paced(deliver)}))
+    # NAKed with the delay the handler chose (RetryLater: retry policy, rate limit, live lease).
+    spec: ConsumerSpec = replace(manifest.DELIVERIES, ack_wait_s=settings.delivery_ack_wait_s)
+    built.append(EventConsumer(platform.js, spec, {NotificationRequested: deliver}))
     return built
 
 

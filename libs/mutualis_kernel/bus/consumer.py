@@ -7,8 +7,8 @@ What happens to a message:
 - decoded and handled -> ack;
 - cannot be decoded (not our envelope, unknown type, invalid payload, tenant not matching
   its subject) or the handler raises `Unprocessable` -> dead-lettered, then terminated;
-- the handler raises anything else -> NAK with the spec's backoff delay, until
-  `max_deliver` attempts, then dead-lettered and terminated.
+- the handler raises anything else -> NAK with the spec's backoff delay (or the delay of a
+  `RetryAfter` it raised), until `max_deliver` attempts, then dead-lettered and terminated.
 Handlers must be idempotent: a message can be delivered again after a crash before its ack.
 Operators replay a dead letter to `replay.<durable>`, which this consumer also reads.
 """
@@ -31,7 +31,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mutualis_kernel.bus import deadletter
-from mutualis_kernel.bus.errors import Unprocessable
+from mutualis_kernel.bus.errors import RetryAfter, Unprocessable
 from mutualis_kernel.bus.publisher import is_transient, publish_raw
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.events.envelope import Envelope, InvalidEvent, decode
@@ -322,7 +322,8 @@ class EventConsumer:
             log.error("consumer.gave_up", consumer=self.spec.durable, reason=reason)
             await self._dead_letter(message, subject, headers, reason, deliveries)
             return
-        delay = self.spec.delay_after(deliveries)
+        chosen = error.delay_s if isinstance(error, RetryAfter) else None
+        delay = max(chosen, 0.0) if chosen is not None else self.spec.delay_after(deliveries)
         log.warning(
             "consumer.retry_later",
             consumer=self.spec.durable,

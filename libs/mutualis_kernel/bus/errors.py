@@ -22,3 +22,18 @@ class Unprocessable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RetryAfter(Exception):
+    """Raised by a handler that cannot act now and knows when to look again.
+
+    The consumer sends the message back (NAK) with `delay_s` instead of its spec's backoff by
+    delivery count: a rate limit's exact wait, the rest of another instance's lease, a retry
+    policy of the handler's own. Without `delay_s` the spec's backoff applies. It is still a
+    delivery, bounded by the spec's `max_deliver` like any other.
+    """
+
+    def __init__(self, reason: str, *, delay_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_s = delay_s

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from mutualis_kernel.bus.errors import RetryAfter
 from mutualis_kernel.bus.publisher import EventPublisher
 from mutualis_kernel.events import Envelope, Event, derived_event_id
 from mutualis_kernel.metrics import DomainMetrics, NotificationChannel
@@ -84,17 +85,13 @@ MAX_INLINE_WAIT_S = 2.0
 UNKNOWN_CONTACT_GRACE = timedelta(seconds=20)
 
 
-class RetryLater(Exception):
+class RetryLater(RetryAfter):
     """Not now: a temporary failure, a busy rate limit, or another instance's live attempt.
 
     `delay_s`, when given, is when to look again (the retry policy's backoff, the rate
-    limit's exact wait, the rest of a live lease); the delivery consumer NAKs with it
-    (`adapters/pacing.py`), other consumers with their own backoff.
+    limit's exact wait, the rest of a live lease): the kernel's consumer NAKs with it
+    (`RetryAfter`); without it, with the consumer's own backoff.
     """
-
-    def __init__(self, reason: str, *, delay_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.delay_s = delay_s
 
 
 @dataclass

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 
 from mutualis_kernel.bus import deadletter
 from mutualis_kernel.bus.consumer import EventConsumer
-from mutualis_kernel.bus.errors import ConcurrencyConflict, Unprocessable
+from mutualis_kernel.bus.errors import ConcurrencyConflict, RetryAfter, Unprocessable
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.events import Envelope, SubjectFilter, derived_event_id
 from mutualis_kernel.streams import DEAD_LETTER_STREAM
@@ -228,6 +228,32 @@ async def test_a_handler_that_crashes_once_is_retried_and_has_exactly_one_effect
 
     labels = SubjectFilter.aggregate("demo", "merignac", "label", parcel)
     assert await count(bus, labels) == 1
+
+
+async def test_a_handler_that_knows_when_to_look_again_is_redelivered_then_not_the_backoff(
+    bus: Bus,
+) -> None:
+    # A rate limit or another instance's lease: the handler says when (RetryAfter); the
+    # spec's backoff (a minute here) would hold the message far longer.
+    spec = replace(spec_for("retryafter", max_deliver=5), backoff_s=(60.0,))
+    parcel = new_id()
+    attempts: list[int] = []
+
+    async def paced(envelope: Envelope[Any]) -> None:
+        if envelope.aggregate_id != parcel:
+            return
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RetryAfter("over the tenant's rate", delay_s=0.1)
+
+    stop, task = await run_consumer(bus, spec, paced)
+    await bus.publisher.publish(
+        ParcelRegistered(reference="r", weight_kg=1), tenant="merignac", aggregate_id=parcel
+    )
+    await wait_for(lambda: _true(len(attempts) >= 2))
+    stop.set()
+    await task
+    assert len(attempts) == 2
 
 
 async def test_a_handler_that_keeps_failing_is_dead_lettered_after_max_deliver(bus: Bus) -> None:
