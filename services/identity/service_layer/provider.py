@@ -544,6 +544,9 @@ class Provider:
                 "acr": acr,
                 "amr": list(amr),
                 "auth_time": auth_time,
+                # An agent's name, and only an agent's: the services print it where the act
+                # needs its author named (the signer of a signature, the proof report).
+                **({"name": user.name} if user.kind == "agent" and user.name else {}),
             },
             typ="at+jwt",
         )

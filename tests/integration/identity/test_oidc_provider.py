@@ -172,6 +172,7 @@ async def test_a_citizen_logs_in_with_code_and_pkce_and_the_rp_validates_everyth
 
     access = unverified_claims(tokens["access_token"])
     assert access["tenant"] == claims["tenant"]
+    assert "name" not in access  # a citizen's name stays out of access tokens
     assert "mutualis:parapheur" in access["aud"]
     header = json.loads(base64.urlsafe_b64decode(tokens["access_token"].split(".")[0] + "=="))
     assert header["typ"] == "at+jwt"
@@ -191,6 +192,8 @@ async def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_family(
     identity_dc1: RunningIdentity,
 ) -> None:
     tokens, meta, _ = await code_flow(identity_dc1, "agent.bordeaux")
+    # An agent's access token names them: parapheur writes it into their signatures.
+    assert unverified_claims(tokens["access_token"])["name"] == "Agent Bordeaux"
     client = rp()
     first = tokens["refresh_token"]
     rotated = await client.refresh_token(meta["token_endpoint"], refresh_token=first)
