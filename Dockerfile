@@ -33,6 +33,10 @@ COPY services/ services/
 RUN /opt/build-tools/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/mutualis/bin/pip install --no-deps /wheels/mutualis-*.whl \
  && /opt/mutualis/bin/pip check
+# The official SEDA 2.2 XSDs the archive validates exports and imports against, where it reads
+# them (<venv>/share/mutualis/seda): the pinned wheel, checked by its sha256, as `make` does.
+COPY infra/scripts/fetch-seda-xsd.sh infra/scripts/fetch-seda-xsd.sh
+RUN PYTHON=/opt/mutualis/bin/python bash infra/scripts/fetch-seda-xsd.sh
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="mutualis" \

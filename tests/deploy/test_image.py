@@ -102,6 +102,18 @@ def test_every_path_the_dockerfile_copies_exists_and_is_not_ignored() -> None:
             assert not ignored(str(some_file.relative_to(ROOT))), some_file
 
 
+def test_the_image_carries_the_seda_schemas_the_archive_reads() -> None:
+    # The archive reads them from <venv>/share/mutualis/seda, never downloads them at run
+    # time: the build stage installs them into the virtualenv the runtime stage copies.
+    build = stages()["build"]
+    runs = [rest for keyword, rest in build if keyword == "RUN"]
+    assert any(
+        "fetch-seda-xsd.sh" in run and "PYTHON=/opt/mutualis/bin/python" in run for run in runs
+    )
+    runtime_copies = [rest for keyword, rest in stages()["runtime"] if keyword == "COPY"]
+    assert any("--from=build /opt/mutualis /opt/mutualis" in rest for rest in runtime_copies)
+
+
 def test_the_build_context_leaves_out_local_state() -> None:
     for path in (
         ".venv/bin/python",
