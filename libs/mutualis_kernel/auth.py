@@ -23,6 +23,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from opentelemetry import trace
 
+from mutualis_kernel.config import KernelSettings
+
 #: Asymmetric algorithms only: an HMAC "signature" would let anyone holding the public key mint
 #: tokens, and `none` is no signature at all.
 ALLOWED_ALGORITHMS = ("ES256", "ES384", "RS256", "PS256", "EdDSA")
@@ -163,6 +165,11 @@ class JwksCache:
 
 class TokenVerifier:
     """Verifies access tokens for one audience (`mutualis:<service>`)."""
+
+    @classmethod
+    def for_service(cls, settings: KernelSettings, audience: str) -> TokenVerifier:
+        """The verifier of a service's settings: its issuer, and where its keys are fetched."""
+        return cls(settings.issuer_url, audience, jwks_url=settings.jwks_url)
 
     def __init__(
         self,

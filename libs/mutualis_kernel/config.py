@@ -65,6 +65,17 @@ class KernelSettings(BaseSettings):
             "headers at all, so browsers refuse every cross-origin call."
         ),
     )
+    issuer_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="The OpenID Connect issuer whose access tokens this service accepts.",
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        description=(
+            "Where to fetch the issuer's signing keys when not <issuer_url>/jwks: identity's "
+            "in-cluster address, say, while tokens name its public one."
+        ),
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     http_keep_alive_s: int = Field(

@@ -137,7 +137,7 @@ async def wire(platform: Platform, timestamper: Timestamper | None = None) -> Wi
     settings = platform.settings
     assert isinstance(settings, ArchiveSettings)
     service = build_service(platform, settings, timestamper)
-    verifier = TokenVerifier(settings.issuer_url, "mutualis:archive")
+    verifier = TokenVerifier.for_service(settings, "mutualis:archive")
     xsd_dir = settings.seda_xsd_dir or default_schema_dir()
     try:
         schema_dir(xsd_dir)

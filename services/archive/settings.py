@@ -12,9 +12,6 @@ from mutualis_kernel.config import KernelSettings
 class ArchiveSettings(KernelSettings):
     service_name: str = "archive"
     http_port: int = 8003
-    issuer_url: str = Field(
-        default="http://127.0.0.1:8001", description="Identity's issuer URL (JWKS)."
-    )
     tsa_url: str = Field(
         default="http://127.0.0.1:8318/tsa", description="RFC 3161 TSA sealing the journal."
     )

@@ -147,7 +147,7 @@ def wiring_for(platform: Platform, deps: Deps, settings: NotificationsSettings) 
         },
     )
     app.include_router(
-        api_router(deps, TokenVerifier(settings.issuer_url, "mutualis:notifications"))
+        api_router(deps, TokenVerifier.for_service(settings, "mutualis:notifications"))
     )
     # Pooled SMTP sessions and gateway connections are closed politely at shutdown.
     closers: list[Callable[[], Awaitable[None]]] = [

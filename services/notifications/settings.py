@@ -10,7 +10,6 @@ from mutualis_kernel.config import KernelSettings
 class NotificationsSettings(KernelSettings):
     service_name: str = "notifications"
     http_port: int = 8004
-    issuer_url: str = "http://127.0.0.1:8001"
     # Primary and secondary SMTP relays (failover). Empty secondary: none.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025

@@ -185,7 +185,7 @@ def build_app(
         deps=deps,
         board=board,
         folders=folders,
-        verifier=verifier or TokenVerifier(settings.issuer_url, "mutualis:parapheur"),
+        verifier=verifier or TokenVerifier.for_service(settings, "mutualis:parapheur"),
         max_document_bytes=settings.max_document_bytes,
     )
     app.include_router(build_router(context))

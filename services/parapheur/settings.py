@@ -13,10 +13,6 @@ from mutualis_kernel.config import KernelSettings
 class ParapheurSettings(KernelSettings):
     service_name: str = "parapheur"
     http_port: int = 8002
-    issuer_url: str = Field(
-        default="http://127.0.0.1:8001",
-        description="The identity service's issuer URL, whose JWKS verifies access tokens.",
-    )
     max_document_bytes: int = Field(
         default=50 * 1024 * 1024, description="Largest main PDF or attachment accepted."
     )

@@ -379,6 +379,17 @@ def test_prometheus_may_scrape_metrics_inside_the_cluster(render: Render) -> Non
 
 
 # -- particular values -----------------------------------------------------------------------
+def test_the_services_fetch_the_issuer_keys_where_the_operator_says(render: Render) -> None:
+    # Tokens name the public issuer; the keys may come from identity's in-cluster Service.
+    inside = "http://mutualis-identity:8001/jwks"
+    default = render((), [ISSUER])
+    internal = render((), [ISSUER, f"platform.jwksUrl={inside}"])
+    for service in KNOWN_SERVICES:
+        assert "MUTUALIS_JWKS_URL" not in config_of(default, service)
+        assert config_of(internal, service)["MUTUALIS_JWKS_URL"] == inside
+        assert config_of(internal, service)["MUTUALIS_ISSUER_URL"] == ISSUER.split("=", 1)[1]
+
+
 def test_adding_a_commune_is_a_values_change(render: Render, tmp_path: Path) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     tenants = values["tenants"]

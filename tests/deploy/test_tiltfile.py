@@ -221,21 +221,22 @@ def test_tilt_creates_the_namespace_it_installs_into(tilt: Recorded) -> None:
     assert used <= namespaces
 
 
-def test_the_issuer_is_identitys_service_for_the_pods_and_the_port_forward(
+def test_the_pods_fetch_the_keys_from_identitys_service_and_the_browser_uses_the_forward(
     tilt: Recorded,
 ) -> None:
-    """The other pods fetch identity's keys from the issuer URL; `localhost` would be
-    themselves. The same name reaches Tilt's port-forward from the developer's machine."""
+    """Tokens name the issuer the browser reaches (Tilt's port-forward to localhost); the
+    other pods fetch identity's keys from its Service, since `localhost` would be themselves."""
     services = {d["metadata"]["name"]: d for d in tilt.manifests if d["kind"] == "Service"}
-    for config in (d for d in tilt.manifests if d["kind"] == "ConfigMap"):
-        issuer = urlsplit(config["data"]["MUTUALIS_ISSUER_URL"])
-        assert issuer.hostname not in ("localhost", "127.0.0.1")
-        assert issuer.hostname in services, f"{issuer.hostname} is not a Service of the chart"
-        [port] = services[issuer.hostname]["spec"]["ports"]
-        assert port["port"] == issuer.port
     forwards = {
         kwargs["port_forwards"][0]["args"][0]: args[0]
         for args, kwargs in tilt.named("k8s_resource")
     }
-    assert forwards[KNOWN_SERVICES["identity"]] == "mutualis-identity"
-    assert "127.0.0.1 mutualis-identity" in TILTFILE.read_text(), "the hosts line documented"
+    for config in (d for d in tilt.manifests if d["kind"] == "ConfigMap"):
+        issuer = urlsplit(config["data"]["MUTUALIS_ISSUER_URL"])
+        assert issuer.hostname == "localhost"
+        assert forwards[issuer.port] == "mutualis-identity"
+        keys = urlsplit(config["data"]["MUTUALIS_JWKS_URL"])
+        assert keys.hostname in services, f"{keys.hostname} is not a Service of the chart"
+        [port] = services[keys.hostname]["spec"]["ports"]
+        assert port["port"] == keys.port
+        assert keys.path == "/jwks"

@@ -16,9 +16,11 @@ from mutualis_kernel.auth import (
     LOA_SUBSTANTIAL,
     AuthError,
     Principal,
+    TokenVerifier,
     authenticated,
     require_tenant,
 )
+from mutualis_kernel.config import KernelSettings
 from mutualis_kernel.testing.issuer import TestIssuer
 
 
@@ -169,3 +171,18 @@ async def test_a_flood_of_made_up_kids_fetches_the_issuer_keys_once_per_interval
         )
     assert all(isinstance(o, AuthError) and o.status == 401 for o in outcomes)
     assert issuer.jwks_requests <= 3  # the first fetch, then one per interval at most
+
+
+async def test_keys_fetched_elsewhere_than_the_issuer_still_verify_its_tokens() -> None:
+    # Tokens name the public issuer; the service fetches the keys from an in-cluster address.
+    issuer = TestIssuer()
+    async with issuer.running():
+        settings = KernelSettings(
+            issuer_url="https://login.example", jwks_url=f"{issuer.issuer}/jwks"
+        )
+        verifier = TokenVerifier.for_service(settings, "mutualis:parapheur")
+        token = issuer.mint("a1", "bordeaux", extra={"iss": "https://login.example"})
+        assert (await verifier.verify(token)).subject == "a1"
+        stranger = issuer.mint("a2", "bordeaux")  # names the address the keys came from
+        with pytest.raises(AuthError, match="wrong issuer"):
+            await verifier.verify(stranger)

@@ -99,6 +99,9 @@ data:
   MUTUALIS_NATS_URLS: {{ include "mutualis.natsUrls" $root | quote }}
   MUTUALIS_ISSUER_URL: {{ include "mutualis.issuerUrl" $root | quote }}
   MUTUALIS_ISSUER: {{ include "mutualis.issuerUrl" $root | quote }}
+  {{- with $root.Values.platform.jwksUrl }}
+  MUTUALIS_JWKS_URL: {{ . | quote }}
+  {{- end }}
   MUTUALIS_DEV_MODE: {{ $root.Values.platform.devMode | quote }}
   MUTUALIS_STREAM_REPLICAS: {{ $root.Values.platform.streamReplicas | quote }}
   MUTUALIS_DRAIN_TIMEOUT_S: {{ $root.Values.platform.drainTimeoutSeconds | quote }}
