@@ -79,11 +79,13 @@ MANIFEST = ServiceManifest(
         AuditRule("identity", "login.failed", "login.failed", ("user_id",), ("reason",)),
         AuditRule("identity", "refresh.reused", "refresh.reused", ("user_id",), ("client_id",)),
         # administration
-        AuditRule("identity", "user.registered", "user.registered", (), ("user_id",)),
-        AuditRule("identity", "user.updated", "user.updated", (), ("user_id",)),
-        AuditRule("identity", "user.erased", "user.erased", (), ("user_id",)),
+        AuditRule("identity", "user.registered", "user.registered", ("by",), ("user_id",)),
+        AuditRule("identity", "user.updated", "user.updated", ("by",), ("user_id",)),
+        AuditRule("identity", "user.erased", "user.erased", ("by",), ("user_id",)),
         AuditRule("identity", "role.granted", "role.granted", ("by",), ("user_id", "role")),
         AuditRule("identity", "role.revoked", "role.revoked", ("by",), ("user_id", "role")),
-        AuditRule("identity", "client.registered", "client.registered", (), ("client_id",)),
+        AuditRule(
+            "identity", "client.registered", "client.registered", ("by",), ("client_id",)
+        ),
     ),
 )

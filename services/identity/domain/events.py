@@ -28,6 +28,8 @@ class UserRegistered(Event):
     roles: tuple[str, ...] = ()
     email: str | None = None
     name: str | None = None
+    #: Who created the account (an administrator's id); None for the dev seed.
+    by: str | None = None
     username: str | None = None
 
 
@@ -39,6 +41,8 @@ class UserUpdated(Event):
     tenant: str
     disabled: bool
     changed: tuple[str, ...] = ()
+    #: Who changed it (an administrator's id).
+    by: str | None = None
 
 
 @domain_event("identity", "user.erased", aggregate="user")
@@ -49,6 +53,8 @@ class UserErased(Event):
     user_id: str
     tenant: str
     kind: UserKind
+    #: Who asked for the erasure: the person themselves or an administrator.
+    by: str | None = None
 
 
 @domain_event("identity", "role.granted", aggregate="user")
@@ -87,6 +93,8 @@ class ClientRegistered(Event):
     name: str | None = None
     post_logout_redirect_uris: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
+    #: Who registered the application (an administrator's id); None for the dev seed.
+    by: str | None = None
     roles: tuple[str, ...] = ()
 
 

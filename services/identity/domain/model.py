@@ -90,6 +90,7 @@ class User:
         roles: tuple[str, ...] = (),
         totp_secret: str | None = None,
         user_id: str | None = None,
+        by: str | None = None,
     ) -> User:
         username = normalise_username(username)
         if kind == "citizen" and roles:
@@ -116,6 +117,7 @@ class User:
                 email=email,
                 name=name,
                 username=username,
+                by=by,
             )
         )
         return user
@@ -144,18 +146,24 @@ class User:
             )
         )
 
-    def set_disabled(self, disabled: bool) -> None:
+    def set_disabled(self, disabled: bool, by: str | None = None) -> None:
         if self.disabled == disabled:
             return
         self.disabled = disabled
         self.pending_events.append(
             UserUpdated(
-                user_id=self.id, tenant=self.tenant, disabled=disabled, changed=("disabled",)
+                user_id=self.id,
+                tenant=self.tenant,
+                disabled=disabled,
+                changed=("disabled",),
+                by=by,
             )
         )
 
-    def erase(self) -> None:
-        self.pending_events.append(UserErased(user_id=self.id, tenant=self.tenant, kind=self.kind))
+    def erase(self, by: str | None = None) -> None:
+        self.pending_events.append(
+            UserErased(user_id=self.id, tenant=self.tenant, kind=self.kind, by=by)
+        )
 
     def export(self) -> dict[str, object]:
         """What the person may see about themselves (RGPD art. 15/20); never the secrets."""
@@ -225,6 +233,7 @@ class Client:
         roles: list[str] | None = None,
         secret_hash: str | None = None,
         dev_mode: bool = False,
+        by: str | None = None,
     ) -> Client:
         grants = grant_types or ["authorization_code", "refresh_token"]
         for grant in grants:
@@ -268,6 +277,7 @@ class Client:
                 post_logout_redirect_uris=tuple(client.post_logout_redirect_uris),
                 audiences=tuple(client.audiences),
                 roles=tuple(client.roles),
+                by=by,
             )
         )
         return client

@@ -115,6 +115,7 @@ async def create_user(command: commands.CreateUser, deps: Deps, by: str | None =
         password_hash=password_hash,
         roles=tuple(command.roles),
         totp_secret=command.totp_secret,
+        by=by,
     )
 
     async def has_events(tenant: str, user_id: str) -> bool:
@@ -153,7 +154,7 @@ async def _change_user(
 
 async def disable_user(command: commands.DisableUser, deps: Deps, by: str | None = None) -> User:
     return await _change_user(
-        deps, command.user_id, command.tenant, lambda u: u.set_disabled(command.disabled)
+        deps, command.user_id, command.tenant, lambda u: u.set_disabled(command.disabled, by)
     )
 
 
@@ -190,6 +191,7 @@ async def register_client(
         roles=command.roles,
         secret_hash=secret_digest(secret) if secret else None,
         dev_mode=deps.dev_mode,
+        by=by,
     )
 
     async def has_events(tenant: str, client_id: str) -> bool:
@@ -210,7 +212,7 @@ async def erase_user(command: commands.EraseUser, deps: Deps, by: str | None = N
         user, version = await load_user(deps, command.user_id, None)
         if user is None:
             raise NotFound(f"no user {command.user_id}")
-        user.erase()
+        user.erase(by)
         try:
             await append_all(deps, user.pending_events, user.id, version)
         except ConcurrencyConflict:

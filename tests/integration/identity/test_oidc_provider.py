@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from identity.devseed import (
     demo_totp_secret,
     service_client_secret,
 )
+from mutualis_kernel.audit import AuditReader
 from mutualis_kernel.auth import TokenVerifier
 
 from .conftest import RunningIdentity, start_identity, stop_identity
@@ -502,8 +504,9 @@ async def test_malformed_requests_get_rfc6749_errors_not_500(
 
 
 async def test_a_tenant_admin_manages_its_own_tenant_and_not_another(
-    identity_dc1: RunningIdentity,
+    identity_dc1: RunningIdentity, nats_cluster: Any
 ) -> None:
+    started = datetime.now(UTC)
     tokens, _, _ = await code_flow(identity_dc1, "admin.talence")
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     async with httpx.AsyncClient(base_url=identity_dc1.url, headers=bearer) as http:
@@ -548,6 +551,21 @@ async def test_a_tenant_admin_manages_its_own_tenant_and_not_another(
         assert foreign.status_code == 403
         foreign_role = await http.put(f"/admin/tenants/bordeaux/users/{user_id}/roles/agent")
         assert foreign_role.status_code == 403
+
+    # The audit trail names the administrator behind each change.
+    import nats
+
+    admin_id = unverified_claims(tokens["access_token"])["sub"]
+    nc = await nats.connect(servers=nats_cluster.client_urls)
+    try:
+        entries = await AuditReader(nc.jetstream()).entries("talence", started)
+    finally:
+        await nc.close()
+    actors = {(e.action, e.object): e.actor for e in entries}
+    assert actors[("identity.user.registered", user_id)] == admin_id
+    assert actors[("identity.role.granted", user_id)] == admin_id
+    assert actors[("identity.user.updated", user_id)] == admin_id
+    assert actors[("identity.client.registered", "talence-portail")] == admin_id
 
 
 async def test_a_citizen_exports_then_erases_their_account(identity_dc1: RunningIdentity) -> None:
