@@ -41,6 +41,31 @@ class Tokens:
     expires_in: int
 
 
+class _OneTimeCodes:
+    """The TOTP codes this process has typed, per secret: a code works once (identity refuses
+    a replay and counts it as a failed attempt, which throttles the account after a few), so
+    concurrent journeys logging in as one person take turns, one code per 30 s window, as
+    the person would."""
+
+    def __init__(self) -> None:
+        self._last_step: dict[str, int] = {}
+        self._turns: dict[str, asyncio.Lock] = {}
+
+    async def next_code(self, secret: str) -> str:
+        totp = pyotp.TOTP(secret)
+        async with self._turns.setdefault(secret, asyncio.Lock()):
+            step = int(time.time() // totp.interval)
+            used = self._last_step.get(secret)
+            if used is not None and step <= used:
+                await asyncio.sleep((used + 1) * totp.interval - time.time() + 0.2)
+                step = int(time.time() // totp.interval)
+            self._last_step[secret] = step
+            return str(totp.at(step * totp.interval))
+
+
+_codes = _OneTimeCodes()
+
+
 def _pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
@@ -96,18 +121,18 @@ async def browser_login(
     if response.status_code in (200, 400) and 'name="code"' in response.text:
         if totp_secret is None:
             raise LoginFailed(f"{username} must give a one-time code")
-        totp = pyotp.TOTP(totp_secret)
-        for attempt in range(3):
+        for _ in range(3):
             response = await http.post(
                 f"{issuer}/login/otp",
-                data={"request": _request_id(response.text), "code": totp.now()},
+                data={
+                    "request": _request_id(response.text),
+                    "code": await _codes.next_code(totp_secret),
+                },
             )
             if 'name="code"' not in response.text:
                 break
-            # Each code works once: someone (another journey as the same person) used this
-            # one. A person would wait for the next code; so do we.
-            if attempt < 2:
-                await asyncio.sleep(totp.interval - time.time() % totp.interval + 0.2)
+            # Each code works once: someone outside this process, logged in as the same
+            # person, used this one. A person would wait for the next code; so do we.
     if response.status_code not in (302, 303):
         _request_id(response.text)  # raises with the page's error message
         raise LoginFailed(f"login of {username} ended with HTTP {response.status_code}")
