@@ -109,10 +109,10 @@ async def test_a_read_whose_consumer_vanishes_still_yields_everything_once(bus: 
         async for message in messages:
             read.append(int(message.data.rstrip(b".")))
             if len(read) == 1:
-                infos = await bus.js.consumers_info("DEMO_EVENTS")
-                deleted = {c.name for c in infos if c.name and c.name.startswith("read_")}
-                for name in deleted:
-                    await bus.js.delete_consumer("DEMO_EVENTS", name)
+                # The consumer that delivered this message (a listing of the stream's
+                # consumers may not show one created a moment ago).
+                deleted = {message.metadata.consumer}
+                await bus.js.delete_consumer("DEMO_EVENTS", message.metadata.consumer)
 
     assert deleted, "the reader's consumer was deleted mid-read"
     assert read == list(range(4000))
