@@ -132,7 +132,10 @@ async def with_retries(
         async def operation() -> T:
             nonlocal attempts
             attempts += 1
-            return await asyncio.wait_for(bare(), attempt_limit(attempts, first))
+            # asyncio.timeout rather than wait_for: a timer on this task, not a task of its own
+            # per call (every KV read and write of every service comes through here).
+            async with asyncio.timeout(attempt_limit(attempts, first)):
+                return await bare()
 
     loop = asyncio.get_running_loop()
     started = loop.time()
