@@ -366,7 +366,6 @@ class Stores:
         self.keys = buckets[manifest.KEYS]
         self.sessions = buckets[manifest.SESSIONS]
         self.codes = buckets[manifest.CODES]
-        self.pending = buckets[manifest.PENDING]
         self.refresh = buckets[manifest.REFRESH]
         self.throttle = buckets[manifest.THROTTLE]
         self.revoked = buckets[manifest.REVOKED]

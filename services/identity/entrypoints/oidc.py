@@ -250,14 +250,14 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
             user = await provider.stores.users.find(session.user_id)
             if user is not None and user.totp_secret:
                 # Step-up: the person is known, only the second factor is missing.
-                return otp_page(await provider.save_pending(auth, user_id=user.id))
-        return await login_page(auth, await provider.save_pending(auth))
+                return otp_page(provider.save_pending(auth, user_id=user.id))
+        return await login_page(auth, provider.save_pending(auth))
 
     @router.post("/login")
     async def login(request: Request) -> Response:
         form = await form_of(request)
         pending_id = form.get("request", "")
-        pending = await provider.load_pending(pending_id)
+        pending = provider.load_pending(pending_id)
         if pending is None:
             return page(
                 "Demande expirée",
@@ -272,18 +272,17 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
         if user is None:
             return await login_page(auth, pending_id, GENERIC_LOGIN_ERROR, username)
         if acr_rank(auth.acr_required) >= acr_rank(LOA_SUBSTANTIAL) and user.totp_secret:
-            await provider.set_pending_user(pending_id, user.id)
-            return otp_page(pending_id)
+            # The password was right: the next step's token names the account.
+            return otp_page(provider.save_pending(auth, user_id=user.id))
         device = device_of(request)
         session = await provider.open_session(user, ["pwd"], auth.client_id, None, device)
-        await provider.drop_pending(pending_id)
         return with_device_cookie(await finish(auth, session, fresh=True), device)
 
     @router.post("/login/otp")
     async def login_otp(request: Request) -> Response:
         form = await form_of(request)
         pending_id = form.get("request", "")
-        pending = await provider.load_pending(pending_id)
+        pending = provider.load_pending(pending_id)
         if pending is None or pending[1] is None:
             return page(
                 "Demande expirée",
@@ -303,7 +302,6 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
         amr = ["pwd", "otp"]
         device = device_of(request)
         session = await provider.open_session(user, amr, auth.client_id, previous, device)
-        await provider.drop_pending(pending_id)
         return with_device_cookie(await finish(auth, session, fresh=True), device)
 
     @router.post("/token")

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,9 +19,10 @@ from urllib.parse import unquote_plus, urlencode
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from identity.adapters.keys import KeyStore
+from identity.adapters.pending import PendingLogins
 from identity.adapters.repository import StaleWrite
 from identity.adapters.throttle import FailureMirror
 from identity.domain.devices import KnownDevices, families, fingerprint
@@ -61,6 +63,10 @@ from identity.service_layer.handlers import Deps, publish_all
 from identity.settings import IdentitySettings
 
 SIGNING_ALG = "ES256"
+
+
+#: Devices seen today that an instance keeps in memory (user id and device digest: no more).
+SEEN_TODAY_REMEMBERED = 10_000
 
 
 class AuthRequest(BaseModel):
@@ -118,6 +124,8 @@ class Provider:
         failures: FailureMirror | None = None,
     ) -> None:
         self.deps = deps
+        self.pending = PendingLogins(settings.key_encryption_secret.get_secret_value())
+        self._seen_today: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.stores = deps.stores
         self.keys = keys
         self.settings = settings
@@ -183,31 +191,19 @@ class Provider:
             prompt=prompt or None,
         )
 
-    async def save_pending(self, request: AuthRequest, user_id: str | None = None) -> str:
-        pending_id = new_secret(24)
-        await self.stores.pending.put(
-            f"p.{secret_digest(pending_id)}",
-            {"request": request.model_dump(), "user_id": user_id, "created": time.time()},
-        )
-        return pending_id
+    def save_pending(self, request: AuthRequest, user_id: str | None = None) -> str:
+        """The sealed state of a login in progress, for the form (adapters.pending)."""
+        return self.pending.seal(request.model_dump(mode="json"), user_id)
 
-    async def load_pending(self, pending_id: str) -> tuple[AuthRequest, str | None] | None:
-        if not pending_id or len(pending_id) > 100:
+    def load_pending(self, pending_id: str) -> tuple[AuthRequest, str | None] | None:
+        opened = self.pending.open(pending_id)
+        if opened is None:
             return None
-        found = await self.stores.pending.get(f"p.{secret_digest(pending_id)}")
-        if found is None or time.time() - found[0]["created"] > 1800:
+        request, user_id = opened
+        try:
+            return AuthRequest.model_validate(request), user_id
+        except ValidationError:
             return None
-        return AuthRequest.model_validate(found[0]["request"]), found[0].get("user_id")
-
-    async def set_pending_user(self, pending_id: str, user_id: str) -> None:
-        key = f"p.{secret_digest(pending_id)}"
-        found = await self.stores.pending.get(key)
-        if found is not None:
-            found[0]["user_id"] = user_id
-            await self.stores.pending.put(key, found[0])
-
-    async def drop_pending(self, pending_id: str) -> None:
-        await self.stores.pending.delete(f"p.{secret_digest(pending_id)}")
 
     def session_suffices(self, session: Session | None, request: AuthRequest) -> bool:
         if session is None or request.prompt == "login":
@@ -338,10 +334,13 @@ class Provider:
         digest = fingerprint(device.device_id, browser, system)
         key = f"d.{user.id}"
         today = int(time.time() // 86400)
+        if self._seen_today.get((user.id, digest)) == today:
+            return False  # this instance already saw it today: not even a read
         for _ in range(5):
             found = await self.stores.devices.get_model(key, KnownDevices)
             known = found[0] if found else KnownDevices()
             if known.knows(digest) and known.seen[digest] == today:
+                self._remember_seen(user.id, digest, today)
                 return False  # seen today already: no write for every login of the day
             updated = known.sighted(digest, today).model_dump()
             try:
@@ -351,6 +350,7 @@ class Provider:
                     await self.stores.devices.update(key, updated, found[1])
             except (AlreadyExists, StaleWrite):
                 continue  # a login of the same account elsewhere at the same moment
+            self._remember_seen(user.id, digest, today)
             if known.knows(digest) or not known.seen:
                 return False
             event = DeviceFirstSeen(
@@ -359,6 +359,14 @@ class Provider:
             await publish_all(self.deps, [event], user.id)
             return True
         return False
+
+    def _remember_seen(self, user_id: str, digest: str, day: int) -> None:
+        # A bounded memory of the devices recorded today: the most recent first to stay. Only
+        # ever skips a write that would change nothing (the bucket already says "today").
+        self._seen_today[(user_id, digest)] = day
+        self._seen_today.move_to_end((user_id, digest))
+        while len(self._seen_today) > SEEN_TODAY_REMEMBERED:
+            self._seen_today.popitem(last=False)
 
     async def session(self, session_id: str | None) -> Session | None:
         if not session_id or len(session_id) > 100:
