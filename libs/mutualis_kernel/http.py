@@ -100,16 +100,13 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(PublishTimeout, _publish_timeout)
 
-    # add_middleware puts each one outside the previous: this reads from the inside out.
     app.add_middleware(
-        BodySizeLimit,
+        RequestEdge,
+        hsts=not settings.dev_mode,
         default_limit=max_body_bytes,
         prefix_limits=dict(upload_limits or {}),
         idle_timeout_s=settings.http_body_idle_timeout_s,
     )
-    app.add_middleware(UnhandledErrors)
-    app.add_middleware(RequestContext)
-    app.add_middleware(SecurityHeaders, hsts=not settings.dev_mode)
     if settings.allowed_origins:
         # Only registered origins: no wildcard, so a page elsewhere cannot read our answers.
         app.add_middleware(
@@ -203,150 +200,42 @@ async def _send_json(
     await send({"type": "http.response.body", "body": response.body})
 
 
-class SecurityHeaders:
-    """Headers that keep browsers from sniffing, framing or leaking referrers."""
+class RequestEdge:
+    """What the kernel does to every request, in one ASGI layer (there were four: each layer
+    costs every request, and every message of its response, a call and a closure):
 
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.extra = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-        ]
-        if hsts:
-            self.extra.append(
-                (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
-            )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {key.lower() for key, _ in headers}
-                headers.extend(h for h in self.extra if h[0] not in present)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class RequestContext:
-    """Binds `request_id` and `tenant` into structlog's context for the request's lifetime."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = _header(scope, REQUEST_ID_HEADER)
-        # A caller's id is kept only if it is harmless in a log line.
-        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
-        context: dict[str, str] = {"request_id": request_id}
-        tenant = _header(scope, TENANT_HEADER)
-        if tenant and SLUG_PATTERN.match(tenant):
-            # A hint for the log lines of unauthenticated calls; spans take the tenant of the
-            # verified token only (`auth.authenticated`).
-            context["tenant"] = tenant
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        with structlog.contextvars.bound_contextvars(**context):
-            await self.app(scope, receive, send_with_id)
-
-
-class UnhandledErrors:
-    """Turns an unexpected exception into a 500 that names the trace, and logs it once.
-
-    Handled here rather than by Starlette's ServerErrorMiddleware, which re-raises after
-    answering and so makes uvicorn log the same traceback a second time.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as error:
-            if is_transient(error) and not started:
-                # A JetStream call timed out through an election the code did not wait out:
-                # the service is briefly unavailable, not broken; say when to come back.
-                # With the traceback: it names the call that should have waited longer.
-                log.warning(
-                    "http.bus_unavailable",
-                    path=scope.get("path"),
-                    error=type(error).__name__,
-                    exc_info=error,
-                )
-                await _send_json(
-                    send,
-                    503,
-                    {
-                        "error": "unavailable",
-                        "detail": "the event bus is electing a leader; try again shortly",
-                    },
-                    headers={"Retry-After": str(PUBLISH_RETRY_AFTER_S)},
-                )
-                return
-            span = trace.get_current_span()
-            span.record_exception(error)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
-            log.exception(
-                "http.unhandled_error", method=scope.get("method"), path=scope.get("path")
-            )
-            if started:
-                raise
-            trace_id, _ = current_trace_ids()
-            await _send_json(
-                send,
-                500,
-                {
-                    "error": "internal_error",
-                    "detail": "the server failed to handle this request; it has been logged",
-                    "trace_id": trace_id,
-                },
-            )
-
-
-class BodySizeLimit:
-    """Refuses request bodies over a limit with 413, before reading them when it can, and
-    bodies that stall for `idle_timeout_s` between two chunks with 408.
-
-    A declared Content-Length is checked up front; a chunked body is counted as it is read
-    and the route sees `PayloadTooLarge` (or `BodyStalled`), which FastAPI passes through as
-    an HTTP error.
+    - bounds the body: over its path's limit, 413 before reading it when Content-Length says
+      so, else as soon as the count passes it (the route sees `PayloadTooLarge`, which FastAPI
+      passes through as an HTTP error); a body that stalls `idle_timeout_s` between two
+      chunks, 408 (`BodyStalled`);
+    - binds `request_id` (the caller's, when harmless in a log line) and the tenant hint into
+      structlog's context for the request's lifetime, and answers with `x-request-id`;
+    - adds the headers that keep browsers from sniffing, framing or leaking referrers (and
+      HSTS outside dev mode);
+    - turns an unexpected exception into a 500 that names the trace, logged once (Starlette's
+      ServerErrorMiddleware re-raises after answering, so uvicorn logged it a second time),
+      and a JetStream call that timed out through an election into a 503 with Retry-After.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
+        hsts: bool,
         default_limit: int,
         prefix_limits: Mapping[str, int],
         idle_timeout_s: float = 30.0,
     ) -> None:
         self.app = app
+        self.extra_headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+        if hsts:
+            self.extra_headers.append(
+                (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+            )
         self.idle_timeout_s = idle_timeout_s
         self.default_limit = default_limit
         # Longest prefix first, so `/v1/documents/big` beats `/v1`.
@@ -363,47 +252,108 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope.get("path", ""))
-        declared = _header(scope, "content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            too_large = PayloadTooLarge(limit)
-            await _send_json(send, 413, {"error": too_large.code, "detail": too_large.detail})
-            return
-        received = 0
-        body_done = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, body_done
-            if body_done:
-                # Past the body, receive() waits for the client to go away (a streamed
-                # response listens for that): no time limit there.
-                return await receive()
-            try:
-                # asyncio.timeout, not wait_for: a timer, no task per chunk.
-                async with asyncio.timeout(self.idle_timeout_s):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyStalled(self.idle_timeout_s) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise PayloadTooLarge(limit)
-                body_done = not message.get("more_body", False)
-            return message
-
+        given = _header(scope, REQUEST_ID_HEADER)
+        # A caller's id is kept only if it is harmless in a log line.
+        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        context: dict[str, str] = {"request_id": request_id}
+        tenant = _header(scope, TENANT_HEADER)
+        if tenant and SLUG_PATTERN.match(tenant):
+            # A hint for the log lines of unauthenticated calls; spans take the tenant of the
+            # verified token only (`auth.authenticated`).
+            context["tenant"] = tenant
+        extra = [*self.extra_headers, (b"x-request-id", request_id.encode())]
         started = False
 
-        async def tracking_send(message: Message) -> None:
+        async def edge_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                present = {key.lower() for key, _ in headers}
+                headers.extend(h for h in extra if h[0] not in present)
+                message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except (PayloadTooLarge, BodyStalled) as error:
-            # Reached only when the body was read outside a route (FastAPI answers for those).
-            if started:
-                raise
-            await _send_json(
-                send, error.status_code, {"error": error.code, "detail": error.detail}
+        limit = self.limit_for(scope.get("path", ""))
+        declared = _header(scope, "content-length")
+        with structlog.contextvars.bound_contextvars(**context):
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                too_large = PayloadTooLarge(limit)
+                await _send_json(
+                    edge_send, 413, {"error": too_large.code, "detail": too_large.detail}
+                )
+                return
+            received = 0
+            body_done = False
+
+            async def counting_receive() -> Message:
+                nonlocal received, body_done
+                if body_done:
+                    # Past the body, receive() waits for the client to go away (a streamed
+                    # response listens for that): no time limit there.
+                    return await receive()
+                try:
+                    # asyncio.timeout, not wait_for: a timer, no task per chunk.
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        message = await receive()
+                except TimeoutError:
+                    raise BodyStalled(self.idle_timeout_s) from None
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise PayloadTooLarge(limit)
+                    body_done = not message.get("more_body", False)
+                return message
+
+            try:
+                await self.app(scope, counting_receive, edge_send)
+            except (PayloadTooLarge, BodyStalled) as error:
+                # Reached only when the body was read outside a route (FastAPI answers for
+                # those).
+                if started:
+                    raise
+                await _send_json(
+                    edge_send, error.status_code, {"error": error.code, "detail": error.detail}
+                )
+            except Exception as error:  # noqa: BLE001 - the last line of defence: logged, a 500
+                await self._unhandled(scope, edge_send, error, started=started)
+
+    async def _unhandled(
+        self, scope: Scope, send: Send, error: Exception, *, started: bool
+    ) -> None:
+        if is_transient(error) and not started:
+            # A JetStream call timed out through an election the code did not wait out: the
+            # service is briefly unavailable, not broken; say when to come back. With the
+            # traceback: it names the call that should have waited longer.
+            log.warning(
+                "http.bus_unavailable",
+                path=scope.get("path"),
+                error=type(error).__name__,
+                exc_info=error,
             )
+            await _send_json(
+                send,
+                503,
+                {
+                    "error": "unavailable",
+                    "detail": "the event bus is electing a leader; try again shortly",
+                },
+                headers={"Retry-After": str(PUBLISH_RETRY_AFTER_S)},
+            )
+            return
+        span = trace.get_current_span()
+        span.record_exception(error)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
+        log.exception("http.unhandled_error", method=scope.get("method"), path=scope.get("path"))
+        if started:
+            raise error
+        trace_id, _ = current_trace_ids()
+        await _send_json(
+            send,
+            500,
+            {
+                "error": "internal_error",
+                "detail": "the server failed to handle this request; it has been logged",
+                "trace_id": trace_id,
+            },
+        )
