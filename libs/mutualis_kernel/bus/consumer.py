@@ -8,7 +8,9 @@ What happens to a message:
 - cannot be decoded (not our envelope, unknown type, invalid payload, tenant not matching
   its subject) or the handler raises `Unprocessable` -> dead-lettered, then terminated;
 - the handler raises anything else -> NAK with the spec's backoff delay (or the delay of a
-  `RetryAfter` it raised), until `max_deliver` attempts, then dead-lettered and terminated.
+  `RetryAfter` it raised), until `max_deliver` attempts, then dead-lettered and terminated;
+- the handler never returns (the instance dies or stalls in it, each time): the server,
+  whose bound is one more than ours, delivers it once more and it is dead-lettered unrun.
 Handlers must be idempotent: a message can be delivered again after a crash before its ack.
 Operators replay a dead letter to `replay.<durable>`, which this consumer also reads.
 """
@@ -123,7 +125,7 @@ class EventConsumer:
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=spec.ack_wait_s,
-                max_deliver=spec.max_deliver,
+                max_deliver=spec.max_deliver + 1,
                 max_ack_pending=spec.max_ack_pending,
                 filter_subjects=list(spec.filter_subjects),
             ),
@@ -136,7 +138,7 @@ class EventConsumer:
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=spec.ack_wait_s,
-                max_deliver=spec.max_deliver,
+                max_deliver=spec.max_deliver + 1,
                 filter_subject=deadletter.replay_subject(spec.durable),
             ),
         )
@@ -258,6 +260,17 @@ class EventConsumer:
         if handler is None:
             # Matched the filter but this consumer has nothing to do with it.
             await message.ack()
+            return
+        if deliveries > self.spec.max_deliver:
+            # Every earlier delivery ended without a word from us: the process died or hung in
+            # the handler each time (a message that crashes the interpreter). The server
+            # delivers once more than our bound so that it lands here, not nowhere.
+            reason = (
+                f"handler never finished in {deliveries - 1} deliveries "
+                "(the instance died or stalled while handling it each time)"
+            )
+            log.error("consumer.gave_up", consumer=self.spec.durable, reason=reason)
+            await self._dead_letter(message, subject, dict(headers), reason, deliveries)
             return
         attributes["messaging.message.id"] = envelope.id
         attributes["mutualis.tenant"] = envelope.tenant

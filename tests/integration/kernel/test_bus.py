@@ -1,6 +1,7 @@
 """The event bus against a real three-datacenter cluster: what every service relies on."""
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -254,6 +255,42 @@ async def test_a_handler_that_knows_when_to_look_again_is_redelivered_then_not_t
     stop.set()
     await task
     assert len(attempts) == 2
+
+
+async def test_a_message_the_instance_dies_on_each_time_is_dead_lettered_not_lost(
+    bus: Bus,
+) -> None:
+    # A message that kills the process handling it (a crash in native code, the OOM killer)
+    # gets no NAK and no ack: without a word from the kernel the server would give up after
+    # max_deliver and the message would land nowhere.
+    spec = replace(spec_for("dies", max_deliver=2), ack_wait_s=1.0)
+    parcel = new_id()
+    entered = asyncio.Event()
+    runs: list[int] = []
+
+    async def dies_in_it(envelope: Envelope[Any]) -> None:
+        if envelope.aggregate_id != parcel:
+            return
+        runs.append(1)
+        entered.set()
+        await asyncio.Event().wait()  # never returns: the instance dies in here
+
+    stored = await bus.publisher.publish(
+        ParcelRegistered(reference="d", weight_kg=1), tenant="pessac", aggregate_id=parcel
+    )
+    for _ in range(spec.max_deliver):
+        entered.clear()
+        _, task = await run_consumer(bus, spec, dies_in_it)
+        await asyncio.wait_for(entered.wait(), 15)
+        task.cancel()  # the process is gone: no ack, no NAK
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stop, task = await run_consumer(bus, spec, dies_in_it)
+    letter = await dead_letter_of(bus, spec, stored.envelope.id)
+    stop.set()
+    await task
+    assert len(runs) == spec.max_deliver  # the last delivery was not run again
+    assert "never finished" in (letter.headers or {})[deadletter.REASON]
 
 
 async def test_a_handler_that_keeps_failing_is_dead_lettered_after_max_deliver(bus: Bus) -> None:
