@@ -6,12 +6,15 @@ part-way through its work), backed up with JetStream snapshots, and restored int
 cluster started empty, as after a disaster that took more than one datacenter.
 """
 
+import asyncio
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import nats.errors
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, KeyValueConfig, ObjectStoreConfig, RawStreamMsg
 
@@ -74,9 +77,12 @@ async def fill(bus: Bus, document: Path) -> Filled:
     reader = await js.pull_subscribe(
         "evt.demo.>", durable=DURABLE, stream=STREAM, config=ConsumerConfig(ack_wait=60)
     )
-    for message in await reader.fetch(ACKED + 3, timeout=5):
-        if message.metadata.sequence.stream <= ACKED:
-            await message.ack_sync()
+    received = 0
+    while received < ACKED + 3:
+        for message in await fetch_patiently(reader, ACKED + 3 - received):
+            received += 1
+            if message.metadata.sequence.stream <= ACKED:
+                await message.ack_sync()
     consumer = await js.consumer_info(STREAM, DURABLE)
 
     return Filled(
@@ -85,6 +91,21 @@ async def fill(bus: Bus, document: Path) -> Filled:
         document_sha256=sha256_of(document),
         ack_floor=consumer.ack_floor.stream_seq if consumer.ack_floor else 0,
     )
+
+
+async def fetch_patiently(subscription: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+    """At least one message, waiting up to 60 s.
+
+    A durable consumer just created (or just restored) answers its first pull once its
+    replicas have elected a leader, which a loaded CI machine can take longer than one
+    fetch's few seconds to do.
+    """
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                return await subscription.fetch(batch, timeout=5)
+            except nats.errors.TimeoutError:
+                continue
 
 
 async def read_stream(js: JetStreamContext) -> list[RawStreamMsg]:
@@ -170,7 +191,7 @@ async def test_a_fresh_cluster_restored_from_a_backup_holds_every_record(
         assert filled.ack_floor == ACKED
         # Delivered but unacknowledged at the backup's moment: handed out again, not lost.
         resumed = await restored.js.pull_subscribe("evt.demo.>", durable=DURABLE, stream=STREAM)
-        (first,) = await resumed.fetch(1, timeout=5)
+        (first,) = await fetch_patiently(resumed, 1)
         assert first.metadata.sequence.stream == ACKED + 1
     finally:
         await restored.nc.close()
