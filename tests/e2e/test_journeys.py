@@ -32,7 +32,10 @@ async def test_two_communes_work_at_once_and_nothing_leaks_between_them(
         assert result.folder_status == "signed"
         assert result.record_sha256 == result.signed_pdf_sha256
         assert result.fixity_ok
-        assert result.notifications
+        # The reviewer and the signatory were told of their step, the submitter of the end.
+        told = {to for n in result.notifications for to in n["to"]}
+        for person in ("agent", "admin", "signataire"):
+            assert f"{person}.{result.tenant}@example.org" in told, told
 
     urls = running_platform.urls
     async with httpx.AsyncClient(timeout=30) as browser, httpx.AsyncClient(timeout=30) as api:
@@ -116,6 +119,23 @@ async def test_a_rejected_folder_returns_to_its_submitter_and_is_not_archived(
             headers={"Authorization": f"Bearer {reviewer.access_token}"},
         )
         assert again.status_code in (409, 422)
+        # Rejected: nothing of it reaches the vault (the submitter was told above, so the
+        # events were routed; the archive ingests on folder.completed only).
+        assert await archived_titled(running_platform, "pessac", "Marché à revoir") == []
+
+
+async def archived_titled(platform: RunningPlatform, tenant: str, title: str) -> list[object]:
+    async with httpx.AsyncClient(timeout=30) as browser, httpx.AsyncClient(timeout=30) as api:
+        archivist = await browser_login(
+            browser, platform.urls.identity, f"archiviste.{tenant}", DEMO_PASSWORD
+        )
+        found = await api.get(
+            f"{platform.urls.archive}/v1/archive/{tenant}/records",
+            params={"title": title},
+            headers={"Authorization": f"Bearer {archivist.access_token}"},
+        )
+    assert found.status_code == 200, found.text
+    return list(found.json())
 
 
 async def test_the_submitter_takes_a_folder_back_before_anyone_acts(
@@ -133,6 +153,20 @@ async def test_the_submitter_takes_a_folder_back_before_anyone_acts(
         )
         assert taken.status_code == 200, taken.text
         assert taken.json()["status"] == "withdrawn"
+        # Nobody can act on it any more, and the reviewer's desk no longer lists it.
+        async with httpx.AsyncClient(timeout=30) as reviewer_browser:
+            reviewer = await browser_login(
+                reviewer_browser, urls.identity, "admin.talence", DEMO_PASSWORD
+            )
+        headers = {"Authorization": f"Bearer {reviewer.access_token}"}
+        late = await api.post(
+            f"{urls.parapheur}/v1/folders/{folder}/steps/0/approve", json={}, headers=headers
+        )
+        assert late.status_code in (409, 422)
+        tasks = await api.get(f"{urls.parapheur}/v1/tasks", headers=headers)
+        assert tasks.status_code == 200, tasks.text
+        assert folder not in tasks.text
+    assert await archived_titled(running_platform, "talence", "Marché à revoir") == []
 
 
 async def test_the_journey_survives_a_service_restarted_in_the_middle(
@@ -152,3 +186,22 @@ async def test_the_journey_survives_a_service_restarted_in_the_middle(
     assert restarted.is_set()
     assert result.folder_status == "signed"
     assert result.record_sha256 == result.signed_pdf_sha256
+
+
+def test_mutualis_demo_runs_a_working_day_and_says_what_it_did(
+    running_platform: RunningPlatform,
+) -> None:
+    done = running_platform.cli("demo", "--tenant", "le-bouscat", "--json")
+    summary = json.loads(done.stdout)
+    assert summary["failed"] == []
+    [day] = summary["journeys"]
+    assert day["tenant"] == "le-bouscat"
+    assert day["folder_status"] == "signed"
+    assert Path(day["signed_pdf"]).is_file()
+    assert day["record_id"]
+    assert day["record_sha256"] == day["signed_pdf_sha256"]
+    assert day["fixity_ok"] is True
+    assert day["journal_seal"]
+    assert len(day["trace_id"]) == 32
+    told = {to for n in day["notifications"] for to in n["to"]}
+    assert "agent.le-bouscat@example.org" in told

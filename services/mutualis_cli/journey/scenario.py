@@ -352,9 +352,20 @@ class Journey:
                 or folder_id in json.dumps(m.get("headers", {}))
             ]
             reached = {to for m in mails for to in m.get("to", [])}
-            return mails if wanted & reached else None
+            # Everyone involved: the reviewer and the signatory were told of their step, the
+            # submitter of the signed folder.
+            return mails if wanted <= reached else None
 
-        mails = await self._eventually("notifications", delivered)
+        try:
+            mails = await self._eventually("notifications", delivered)
+        except JourneyFailed:
+            everything = list_mail(self.urls.mail_dir)
+            seen = sorted({to for m in everything for to in m.get("to", [])})
+            raise JourneyFailed(
+                f"notifications: {sorted(wanted)} not all told of folder {folder_id} within "
+                f"{self.timeout_s:.0f}s; {len(everything)} mail(s) in the sink, to {seen}: "
+                + "; ".join(f"{m.get('to')} {m.get('subject')!r}" for m in everything[-12:])
+            ) from None
         self.result.notifications = [
             {"to": m.get("to"), "subject": m.get("subject")} for m in mails
         ]

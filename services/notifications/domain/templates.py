@@ -183,13 +183,13 @@ DEFAULT_TEMPLATES: dict[str, Template] = {
             "parapheur.folder.completed",
             ("title", "folder_id"),
             "Dossier terminé : {{ title }}",
-            "Le dossier « {{ title }} » a terminé son circuit.",
+            "Le dossier « {{ title }} » ({{ folder_id }}) a terminé son circuit.",
         ),
         _default(
             "parapheur.folder.rejected",
             ("title", "folder_id", "reason"),
             "Dossier rejeté : {{ title }}",
-            "Le dossier « {{ title }} » a été rejeté : {{ reason }}",
+            "Le dossier « {{ title }} » ({{ folder_id }}) a été rejeté : {{ reason }}",
         ),
         _default(
             "parapheur.reminder.due",
