@@ -82,8 +82,6 @@ MANIFEST = ServiceManifest(
         AuditRule("identity", "user.erased", "user.erased", ("by",), ("user_id",)),
         AuditRule("identity", "role.granted", "role.granted", ("by",), ("user_id", "role")),
         AuditRule("identity", "role.revoked", "role.revoked", ("by",), ("user_id", "role")),
-        AuditRule(
-            "identity", "client.registered", "client.registered", ("by",), ("client_id",)
-        ),
+        AuditRule("identity", "client.registered", "client.registered", ("by",), ("client_id",)),
     ),
 )

@@ -200,9 +200,7 @@ async def _read_once(
         await _forget(js, stream, consumer)
 
 
-async def _last_sequence(
-    js: JetStreamContext, stream: str, subject: str, deadline_s: float
-) -> int:
+async def _last_sequence(js: JetStreamContext, stream: str, subject: str, deadline_s: float) -> int:
     """The sequence of the last message on `subject` (wildcards allowed), 0 when there is none.
 
     `STREAM.MSG.GET` (not the direct get) is answered by the stream's leader: it holds every

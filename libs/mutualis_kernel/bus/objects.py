@@ -278,4 +278,3 @@ class ObjectReader:
             # inactivity threshold removes the consumer anyway if this request is lost.
             with contextlib.suppress(nats.errors.Error):
                 await self._js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}")
-

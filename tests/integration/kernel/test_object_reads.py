@@ -54,9 +54,7 @@ async def test_an_object_read_from_a_lagging_replica_is_whole_not_corrupted(
                     store.put(
                         "doc",
                         io.BytesIO(CONTENT),  # type: ignore[arg-type]
-                        meta=ObjectMeta(
-                            name="doc", options=ObjectMetaOptions(max_chunk_size=1024)
-                        ),
+                        meta=ObjectMeta(name="doc", options=ObjectMetaOptions(max_chunk_size=1024)),
                     )
                 )
                 # Usually stored at once by the other two replicas; now and then the leader
