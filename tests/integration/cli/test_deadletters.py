@@ -158,3 +158,42 @@ def test_status_counts_dead_letters_per_consumer(
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dead_letters"][durable] == 2
+
+
+def test_applying_the_streams_again_changes_nothing(target: list[str]) -> None:
+    again = CliRunner().invoke(app, ["streams", "apply", *target, "--replicas", "3"])
+
+    assert again.exit_code == 0, again.output
+    summary = again.stdout.strip().splitlines()[-1]
+    assert summary.startswith("0 created, 0 updated, "), again.stdout
+
+
+async def _consumer_behind(urls: list[str], durable: str) -> None:
+    """A consumer on the dead-letter stream that received two letters and acked one."""
+    nc = await nats.connect(servers=urls)
+    try:
+        js = nc.jetstream()
+        subject = deadletter.dead_letter_subject(durable)
+        reader = await js.pull_subscribe(subject, durable=f"{durable}-reader")
+        received = []
+        while len(received) < 2:
+            received.extend(await reader.fetch(2 - len(received), timeout=5))
+        await received[0].ack_sync()
+    finally:
+        await nc.close()
+
+
+def test_status_shows_what_each_consumer_still_has_to_finish(
+    nats_cluster: LocalCluster, target: list[str], durable: str
+) -> None:
+    for _ in range(3):
+        dead_letter(nats_cluster, durable)
+    run(_consumer_behind(nats_cluster.client_urls, durable))
+
+    result = CliRunner().invoke(app, ["status", *target, "--json"])
+
+    assert result.exit_code == 0, result.output
+    (stream,) = [s for s in json.loads(result.stdout)["streams"] if s["name"] == DEAD_LETTER_STREAM]
+    (reader,) = [c for c in stream["consumers"] if c["name"] == f"{durable}-reader"]
+    # One never delivered, one delivered but not acknowledged, one done.
+    assert (reader["num_pending"], reader["num_ack_pending"], reader["lag"]) == (1, 1, 2)
