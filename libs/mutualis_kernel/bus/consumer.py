@@ -117,9 +117,15 @@ class EventConsumer:
     async def ensure(self) -> None:
         """Create or update the durable consumers (main and replay); idempotent."""
         spec = self.spec
+        only = spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else None
+        # `name` as well as `durable_name`: the request then goes to
+        # CONSUMER.CREATE.<stream>.<name>[.<filter>], and with one filter the server checks it
+        # against the subject, so a NATS permission on that subject bounds what a service may
+        # read from another's stream (runtime/security.py).
         await self._js.add_consumer(
             spec.stream,
             ConsumerConfig(
+                name=spec.durable,
                 durable_name=spec.durable,
                 description=spec.description,
                 deliver_policy=DeliverPolicy.ALL,
@@ -127,12 +133,14 @@ class EventConsumer:
                 ack_wait=spec.ack_wait_s,
                 max_deliver=spec.max_deliver + 1,
                 max_ack_pending=spec.max_ack_pending,
-                filter_subjects=list(spec.filter_subjects),
+                filter_subject=only,
+                filter_subjects=None if only else list(spec.filter_subjects),
             ),
         )
         await self._js.add_consumer(
             REPLAY_STREAM,
             ConsumerConfig(
+                name=self.replay_durable,
                 durable_name=self.replay_durable,
                 description=f"Replayed dead letters for {spec.durable}",
                 deliver_policy=DeliverPolicy.ALL,

@@ -117,13 +117,24 @@ def _own_stream_api(stream: str) -> list[str]:
     ]
 
 
-def _consumer_api(stream: str, durable: str) -> list[str]:
+def _consumer_api(stream: str, durable: str, filters: tuple[str, ...]) -> list[str]:
+    """Creating, binding to and acking one durable consumer.
+
+    With one filter subject, creating the consumer is allowed only with that filter in the
+    request subject (which the server checks against the consumer's configuration): a
+    service cannot turn its consumer on another service's stream into a reader of more than
+    its manifest declares. Several filters travel in the request body only, where no
+    permission reaches: such consumers are confined to their stream and name.
+    """
     api = "$JS.API"
+    create = (
+        [f"{api}.CONSUMER.CREATE.{stream}.{durable}.{filters[0]}"]
+        if len(filters) == 1
+        else [f"{api}.CONSUMER.CREATE.{stream}.{durable}"]
+    )
     return [
         f"{api}.STREAM.INFO.{stream}",
-        f"{api}.CONSUMER.CREATE.{stream}.{durable}",
-        f"{api}.CONSUMER.CREATE.{stream}.{durable}.>",
-        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        *create,
         f"{api}.CONSUMER.INFO.{stream}.{durable}",
         f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
         f"$JS.ACK.{stream}.{durable}.>",
@@ -162,8 +173,10 @@ def service_permissions(manifest: ServiceManifest) -> tuple[tuple[str, ...], tup
 def _consumer_permissions(consumer: ConsumerSpec) -> list[str]:
     replay_durable = f"{consumer.durable}-replay"
     return [
-        *_consumer_api(consumer.stream, consumer.durable),
-        *_consumer_api(REPLAY_STREAM, replay_durable),
+        *_consumer_api(consumer.stream, consumer.durable, consumer.filter_subjects),
+        *_consumer_api(
+            REPLAY_STREAM, replay_durable, (deadletter.replay_subject(consumer.durable),)
+        ),
         deadletter.dead_letter_subject(consumer.durable),
     ]
 

@@ -13,6 +13,7 @@ from archive.manifest import MANIFEST as ARCHIVE
 from archive.manifest import PARAPHEUR_DOCUMENTS
 from identity.manifest import MANIFEST as IDENTITY
 from mutualis_kernel.bus.connection import inbox_prefix
+from mutualis_kernel.bus.consumer import EventConsumer
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.runtime.security import OPERATOR, NatsSecurity, build_security
 from mutualis_kernel.service import ServiceManifest
@@ -104,6 +105,37 @@ async def test_a_service_binds_only_the_consumers_its_manifest_declares(
     with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
         await js.get_msg("IDENTITY_EVENTS", seq=1)
     await nc.close()
+
+
+async def test_a_consumer_on_another_services_stream_reads_only_what_its_manifest_declares(
+    secured: tuple[LocalCluster, NatsSecurity],
+) -> None:
+    nc = await as_service(secured, ARCHIVE)
+    js = nc.jetstream()
+    (ingest,) = [c for c in ARCHIVE.consumers if c.stream == "PARAPHEUR_EVENTS"]
+    consumer = EventConsumer(js, ingest, {})
+    await consumer.ensure()  # as declared: allowed, and again (an update) too
+    await consumer.ensure()
+    (declared,) = ingest.filter_subjects
+    # The same durable turned into a reader of every parapheur event, by either API.
+    with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
+        await js.add_consumer(
+            ingest.stream,
+            ConsumerConfig(
+                name=ingest.durable, durable_name=ingest.durable, filter_subject="evt.>"
+            ),
+        )
+    with pytest.raises((nats.errors.TimeoutError, nats.js.errors.Error)):
+        await js.add_consumer(
+            ingest.stream,
+            ConsumerConfig(durable_name=ingest.durable, filter_subjects=[declared, "evt.>"]),
+        )
+    await nc.close()
+    operator = await connect(*secured, OPERATOR)
+    info = await operator.jetstream().consumer_info(ingest.stream, ingest.durable)
+    assert info.config.filter_subject == declared
+    assert not info.config.filter_subjects
+    await operator.close()
 
 
 async def test_archive_reads_the_documents_parapheur_stored_but_cannot_change_them(
