@@ -28,6 +28,7 @@ from mutualis_kernel.backup import (
     restore_all,
     stream_names,
 )
+from mutualis_kernel.bus.kv import PatientKeyValue
 from mutualis_kernel.testing.demo_events import ParcelRegistered, ParcelShipped
 from mutualis_kernel.testing.fixtures import ClusterFactory
 
@@ -61,7 +62,11 @@ async def fill(bus: Bus, document: Path) -> Filled:
         )
         await bus.publisher.publish(event, tenant="bordeaux", aggregate_id=f"parcel-{n % 10}")
 
-    kv = await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=5, replicas=3))
+    # A bucket just created may answer its first writes only once its stream has a leader
+    # (CI: "no responders"); writes ride that out as the services' do.
+    kv = PatientKeyValue(
+        await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=5, replicas=3))
+    )
     for revision in range(3):
         await kv.put("tenant.bordeaux.theme", f"blue-{revision}".encode())
     await kv.put("tenant.lyon.theme", b"green")
