@@ -10,13 +10,16 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import nats
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_REDIRECT_URI
+from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.testing.ports import free_port_block
 
@@ -84,17 +87,32 @@ def browser(identity: RunningIdentity, user_agent: str) -> httpx.AsyncClient:
     )
 
 
-async def log_in(identity: RunningIdentity, http: httpx.AsyncClient, username: str) -> str:
-    """A full password login of `username` through the demo client (prompt=login), as a
-    browser does it (`http` keeps its cookies); the account's id."""
-    meta = (await http.get("/.well-known/openid-configuration")).json()
-    client = AsyncOAuth2Client(
+def demo_client() -> AsyncOAuth2Client:
+    """The dev seed's public client (code + PKCE S256), as a relying party configures it."""
+    return AsyncOAuth2Client(
         client_id=DEMO_CLIENT_ID,
         redirect_uri=DEMO_REDIRECT_URI,
         scope="openid",
         code_challenge_method="S256",
         token_endpoint_auth_method="none",
     )
+
+
+async def security_events(cluster: LocalCluster, tenant: str, user_id: str) -> list[Any]:
+    """The events of an account's security aggregate (logins, new devices), oldest first."""
+    nc = await nats.connect(servers=cluster.client_urls)
+    try:
+        history = await EventStore(nc.jetstream()).load("identity", tenant, "security", user_id)
+    finally:
+        await nc.close()
+    return [envelope.data for envelope in history.events]
+
+
+async def log_in(identity: RunningIdentity, http: httpx.AsyncClient, username: str) -> str:
+    """A full password login of `username` through the demo client (prompt=login), as a
+    browser does it (`http` keeps its cookies); the account's id."""
+    meta = (await http.get("/.well-known/openid-configuration")).json()
+    client = demo_client()
     verifier = generate_token(48)
     url, _ = client.create_authorization_url(
         meta["authorization_endpoint"], code_verifier=verifier, prompt="login"

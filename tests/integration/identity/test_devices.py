@@ -3,17 +3,13 @@ User-Agent) through the real login pages of a real `python -m identity` on a rea
 
 from __future__ import annotations
 
-from typing import Any
-
-import nats
 import pytest
 
 from identity.devseed import DEMO_CLIENT_ID
 from identity.domain.events import DeviceFirstSeen, LoginSucceeded
-from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.runtime import LocalCluster
 
-from .conftest import RunningIdentity, browser, log_in
+from .conftest import RunningIdentity, browser, log_in, security_events
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -27,15 +23,6 @@ SAFARI_MAC = (
     "Version/18.1 Safari/605.1.15"
 )
 TENANT, USERNAME = "merignac", "archiviste.merignac"
-
-
-async def security_events(cluster: LocalCluster, user_id: str) -> list[Any]:
-    nc = await nats.connect(servers=cluster.client_urls)
-    try:
-        history = await EventStore(nc.jetstream()).load("identity", TENANT, "security", user_id)
-    finally:
-        await nc.close()
-    return [envelope.data for envelope in history.events]
 
 
 async def test_a_login_from_a_browser_the_account_never_used_is_a_security_event(
@@ -59,7 +46,7 @@ async def test_a_login_from_a_browser_the_account_never_used_is_a_security_event
     for http in (home, elsewhere, copied):
         await http.aclose()
 
-    events = await security_events(nats_cluster, user_id)
+    events = await security_events(nats_cluster, TENANT, user_id)
     assert sum(isinstance(e, LoginSucceeded) for e in events) == 6
     new_devices = [(e.browser, e.os) for e in events if isinstance(e, DeviceFirstSeen)]
     # The account's first device is recorded without an alert: nothing to compare it with.

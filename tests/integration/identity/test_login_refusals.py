@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
 
 import httpx
-import nats
 import pytest
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_REDIRECT_URI
+from identity.devseed import DEMO_PASSWORD
 from identity.domain.events import LoginFailed, LoginSucceeded
-from mutualis_kernel.bus.store import EventStore
 from mutualis_kernel.runtime import LocalCluster
 
-from .conftest import RunningIdentity, browser, log_in
+from .conftest import RunningIdentity, browser, demo_client, log_in, security_events
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -30,26 +26,11 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.
 ERROR = re.compile(r'<p class="erreur" id="erreur">([^<]+)</p>')
 
 
-async def security_events(cluster: LocalCluster, tenant: str, user_id: str) -> list[Any]:
-    nc = await nats.connect(servers=cluster.client_urls)
-    try:
-        history = await EventStore(nc.jetstream()).load("identity", tenant, "security", user_id)
-    finally:
-        await nc.close()
-    return [envelope.data for envelope in history.events]
-
-
 async def refused_login(
     identity: RunningIdentity, http: httpx.AsyncClient, username: str, password: str
 ) -> str:
     """Post the login form; the error the page shows (the status must be 400)."""
-    client = AsyncOAuth2Client(
-        client_id=DEMO_CLIENT_ID,
-        redirect_uri=DEMO_REDIRECT_URI,
-        scope="openid",
-        code_challenge_method="S256",
-        token_endpoint_auth_method="none",
-    )
+    client = demo_client()
     url, _ = client.create_authorization_url(
         f"{identity.url}/authorize", code_verifier=generate_token(48), prompt="login"
     )
