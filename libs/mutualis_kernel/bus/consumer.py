@@ -153,7 +153,7 @@ class EventConsumer:
 
     @property
     def replay_durable(self) -> str:
-        return f"{self.spec.durable}-replay"
+        return deadletter.replay_durable(self.spec.durable)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pull and handle until `stop` is set; the batch in hand is finished first."""

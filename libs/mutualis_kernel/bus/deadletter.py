@@ -46,6 +46,11 @@ def replay_subject(durable: str) -> str:
     return f"{REPLAY_PREFIX}.{durable}"
 
 
+def replay_durable(durable: str) -> str:
+    """The consumer that reads `durable`'s replayed dead letters (named in its permissions)."""
+    return f"{durable}-replay"
+
+
 def carried_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """The original headers worth keeping, without JetStream control headers."""
     return {k: v for k, v in (headers or {}).items() if k.lower() not in _CONTROL_HEADERS}

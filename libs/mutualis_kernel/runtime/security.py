@@ -171,7 +171,7 @@ def service_permissions(manifest: ServiceManifest) -> tuple[tuple[str, ...], tup
 
 
 def _consumer_permissions(consumer: ConsumerSpec) -> list[str]:
-    replay_durable = f"{consumer.durable}-replay"
+    replay_durable = deadletter.replay_durable(consumer.durable)
     return [
         *_consumer_api(consumer.stream, consumer.durable, consumer.filter_subjects),
         *_consumer_api(
