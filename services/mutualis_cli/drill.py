@@ -48,7 +48,7 @@ import typer
 from rich.console import Console
 
 from mutualis_cli.demo import PlatformNotRunning, platform_urls
-from mutualis_cli.journey.login import LoginFailed
+from mutualis_cli.journey.login import LoginFailed, code_waits
 from mutualis_cli.journey.scenario import Journey, JourneyFailed, PlatformUrls
 from mutualis_cli.platform import restart_service
 from mutualis_cli.rundir import DEFAULT_RUN_DIR, RunState, load_state, save_state
@@ -175,10 +175,21 @@ class JourneyRecord:
     error: str = ""
     steps: list[float] = field(default_factory=list)
     step_names: list[str] = field(default_factory=list)
+    #: When the journey waited for a fresh one-time code (the person's pace, not the
+    #: platform's), as (start, end) in workload time.
+    pauses: list[tuple[float, float]] = field(default_factory=list)
 
     def reached(self, at_s: float, step: str) -> None:
         self.steps.append(at_s)
         self.step_names.append(step)
+
+    def paused_at(self, moment: float) -> bool:
+        return any(start <= moment < end for start, end in self.pauses)
+
+    def working(self, start: float, end: float) -> float:
+        """Of [start, end], the seconds the journey was not waiting for a one-time code."""
+        paused = sum(max(0.0, min(end, b) - max(start, a)) for a, b in self.pauses)
+        return max(0.0, end - start - paused)
 
 
 @dataclass(frozen=True)
@@ -243,6 +254,8 @@ class Workload:
             on_step=lambda step: record.reached(self.now(), step),
             timeout_s=90,
         )
+        waits: list[tuple[float, float]] = []
+        code_waits.set(waits)  # this task's context only: each journey runs in its own
         try:
             result = await journey.run(pdf)
             record.folder_id, record.record_id = result.folder_id, result.record_id
@@ -254,6 +267,7 @@ class Workload:
             record.error = f"unexpected {type(error).__name__}: {error!r}"[:300]
         finally:
             record.finished_s = self.now()
+            record.pauses = [(a - self.t0, b - self.t0) for a, b in waits]
             await balancer.aclose()
 
     async def stop_and_drain(self, timeout: float) -> None:
@@ -612,21 +626,27 @@ def longest_gap(
     """The longest time without any completed step between start and end, and where it began.
 
     With `beginning_before`, only gaps that begin before that moment count (the failover,
-    not the later load of restarting what was lost). With `busy`, only gaps that begin while
-    `busy` says work was pending count: the drill's load pauses by itself (a tenant waits for
-    the next TOTP window), and a pause with nothing to do is not a stall.
+    not the later load of restarting what was lost). With `busy`, a gap counts only the time
+    in it while `busy` says work was pending (sampled every 50 ms): the drill's load pauses
+    by itself (a tenant waits for the next TOTP window), and a pause with nothing to do is
+    not a stall.
     """
     points = sorted(t for t in times if start <= t <= end)
     best, at = 0.0, start
     previous = start
     for t in [*points, end]:
-        counts = (beginning_before is None or previous < beginning_before) and (
-            busy is None or busy(previous)
-        )
-        if counts and t - previous > best:
-            best, at = t - previous, previous
+        length = t - previous if busy is None else _busy_seconds(busy, previous, t)
+        if (beginning_before is None or previous < beginning_before) and length > best:
+            best, at = length, previous
         previous = t
     return best, at
+
+
+def _busy_seconds(busy: Callable[[float], bool], start: float, end: float) -> float:
+    tick = 0.05
+    samples = max(1, round((end - start) / tick))
+    width = (end - start) / samples
+    return round(sum(width for i in range(samples) if busy(start + (i + 0.5) * width)), 3)
 
 
 def slowest_request(
@@ -671,16 +691,18 @@ def longest_wait(
 ) -> tuple[float, float, str]:
     """The longest any one journey waited for its next step, among waits that began in
     [start, beginning_before): what a user of the platform saw, while other journeys that
-    did not touch the affected streams may have gone on. Returns (seconds, when the wait
-    began, the step it waited for)."""
+    did not touch the affected streams may have gone on. Time the journey spent waiting for
+    a fresh one-time code is not the platform's and does not count. Returns (seconds, when
+    the wait began, the step it waited for)."""
     best, at, waited_for = 0.0, start, ""
     for record in records:
         previous = record.started_s
         names = [*record.step_names, *[""] * len(record.steps)][: len(record.steps)]
         ends = [*record.steps, record.finished_s or end]
         for t, name in zip(ends, [*names, "the end"], strict=True):
-            if start <= previous < beginning_before and t - previous > best:
-                best, at, waited_for = t - previous, previous, name
+            waited = record.working(previous, t)
+            if start <= previous < beginning_before and waited > best:
+                best, at, waited_for = waited, previous, name
             previous = t
     return best, at, waited_for
 
@@ -726,7 +748,11 @@ async def run_drill(
     starts = [r.started_s for r in records]
 
     def in_flight(moment: float) -> bool:
-        return any(r.started_s <= moment < (r.finished_s or load_stopped_at) for r in records)
+        # A journey waiting for the next TOTP window has nothing for the platform to do.
+        return any(
+            r.started_s <= moment < (r.finished_s or load_stopped_at) and not r.paused_at(moment)
+            for r in records
+        )
 
     stall, stall_at = longest_gap([*steps, *starts], fault_at, load_stopped_at, busy=in_flight)
     # The failover is what happens before the lost part comes back; afterwards its NATS node

@@ -83,3 +83,19 @@ def test_a_pause_of_the_load_itself_is_not_a_stall() -> None:
 
     assert longest_gap(points, 0.0, 13.0) == (7.0, 3.0)
     assert longest_gap(points, 0.0, 13.0, busy=in_flight) == (2.0, 1.0)
+
+
+def test_waiting_for_the_next_one_time_code_is_the_persons_pace_not_a_stall() -> None:
+    # The signatory's code of this 30 s window was used: the journey waits 10 -> 25 for the
+    # next one, then the platform takes 2 s to log them in.
+    totp = JourneyRecord(0, "talence", "dc2", started_s=0.0, finished_s=30.0, steps=[5, 27, 30])
+    totp.step_names = ["submitted", "signatory stepped up", "signed"]
+    totp.pauses = [(10.0, 25.0)]
+
+    waited = longest_wait([totp], 0.0, 30.0, beginning_before=30.0)
+    assert waited == (7.0, 5, "signatory stepped up")
+
+    def in_flight(moment: float) -> bool:
+        return 0.0 <= moment < 30.0 and not totp.paused_at(moment)
+
+    assert longest_gap(totp.steps, 0.0, 30.0, busy=in_flight) == (7.0, 5)
