@@ -10,9 +10,11 @@ same username. Key names are digests or generated ids: nothing personal appears 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -157,6 +159,10 @@ async def project(bucket: Bucket, key: str, seq: int, fold: Fold) -> Doc | None:
     raise StaleWrite(key)
 
 
+#: How many username -> account lookups an instance keeps (a few hundred KB).
+USERNAMES_REMEMBERED = 10_000
+
+
 def username_key(username: str) -> str:
     return f"login.{secret_digest(username.strip().lower())}"
 
@@ -177,6 +183,18 @@ class Credentials:
         return await self.bucket.get(f"client.{client_id}")
 
 
+def _joined(doc: Doc, secrets_: Doc | None) -> User | None:
+    """The account from its projected document and its credentials (None without them)."""
+    if secrets_ is None:
+        return None
+    fields = {k: v for k, v in doc.items() if k not in ("seq", "erased")}
+    return User(
+        **fields,
+        password_hash=secrets_["password_hash"],
+        totp_secret=secrets_.get("totp_secret"),
+    )
+
+
 class UserRepository:
     """Accounts as projected from the stream (`user.<id>`, `login.<digest>`), joined with
     their credentials on read."""
@@ -184,6 +202,9 @@ class UserRepository:
     def __init__(self, bucket: Bucket, credentials: Credentials) -> None:
         self.bucket = bucket
         self.credentials = credentials
+        #: username key -> account id, as this instance last read it from the index, most
+        #: recently used last (see `by_username`).
+        self._user_ids: OrderedDict[str, str] = OrderedDict()
 
     async def doc(self, user_id: str) -> Doc | None:
         """The projected document, tombstones included, with its `seq`."""
@@ -195,15 +216,7 @@ class UserRepository:
     async def build(self, doc: Doc | None) -> User | None:
         if doc is None or doc.get("erased"):
             return None
-        secrets_ = await self.credentials.user(str(doc["id"]))
-        if secrets_ is None:
-            return None
-        fields = {k: v for k, v in doc.items() if k not in ("seq", "erased")}
-        return User(
-            **fields,
-            password_hash=secrets_["password_hash"],
-            totp_secret=secrets_.get("totp_secret"),
-        )
+        return _joined(doc, await self.credentials.user(str(doc["id"])))
 
     async def get(self, user_id: str) -> User:
         user = await self.find(user_id)
@@ -212,13 +225,41 @@ class UserRepository:
         return user
 
     async def find(self, user_id: str) -> User | None:
-        return await self.build(await self.doc(user_id))
+        if not _safe_key(user_id):
+            return None
+        # Both reads at once: every login waits for one round trip instead of two, and the
+        # event loop wakes once for both answers (it shares its core with the hashing).
+        doc, secrets_ = await asyncio.gather(self.doc(user_id), self.credentials.user(user_id))
+        if doc is None or doc.get("erased"):
+            return None
+        return _joined(doc, secrets_)
 
     async def by_username(self, username: str) -> User | None:
-        index = await self.bucket.get(username_key(username))
+        """The live account of that username, or None.
+
+        While an account lives, the index never gives its name to another one: a name this
+        instance has already looked up needs only its account read, one round trip instead
+        of two per login. A remembered name whose account was erased or renamed since is
+        caught by that read (the account is gone, or its name differs) and read afresh.
+        """
+        key = username_key(username)
+        remembered = self._user_ids.get(key)
+        if remembered is not None:
+            user = await self.find(remembered)
+            if user is not None and username_key(user.username) == key:
+                self._user_ids.move_to_end(key)
+                return user
+            self._user_ids.pop(key, None)
+        index = await self.bucket.get(key)
         if index is None:
             return None
-        return await self.find(str(index[0]["user_id"]))
+        user_id = str(index[0]["user_id"])
+        user = await self.find(user_id)
+        if user is not None and username_key(user.username) == key:
+            self._user_ids[key] = user_id
+            while len(self._user_ids) > USERNAMES_REMEMBERED:
+                self._user_ids.popitem(last=False)
+        return user
 
     async def reserve_username(
         self, username: str, user_id: str, tenant: str, has_events: Callable[[str, str], Any]

@@ -133,10 +133,9 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
     async def current_session(request: Request) -> Session | None:
         return await provider.session(request.cookies.get(SESSION_COOKIE))
 
-    async def finish(request: AuthRequest, session: Session, fresh: bool) -> Response:
-        location = await provider.issue_code(request, session)
+    def back_to_client(location: str, new_session: Session | None = None) -> Response:
         response = RedirectResponse(location, status_code=303, headers=NO_STORE)
-        return with_session_cookie(response, session) if fresh else response
+        return with_session_cookie(response, new_session) if new_session else response
 
     async def login_page(
         auth: AuthRequest, pending_id: str, error: str | None = None, username: str = ""
@@ -240,7 +239,7 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
         session = None if auth.prompt == "login" else await current_session(request)
         if provider.session_suffices(session, auth):
             assert session is not None
-            return await finish(auth, session, fresh=False)
+            return back_to_client(await provider.issue_code(auth, session))
         if auth.prompt == "none":
             return RedirectResponse(
                 add_query(auth.redirect_uri, {"error": "login_required", "state": auth.state}),
@@ -275,8 +274,8 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
             # The password was right: the next step's token names the account.
             return otp_page(provider.save_pending(auth, user_id=user.id))
         device = device_of(request)
-        session = await provider.open_session(user, ["pwd"], auth.client_id, None, device)
-        return with_device_cookie(await finish(auth, session, fresh=True), device)
+        session, location = await provider.sign_in(user, ["pwd"], auth, None, device)
+        return with_device_cookie(back_to_client(location, session), device)
 
     @router.post("/login/otp")
     async def login_otp(request: Request) -> Response:
@@ -301,8 +300,8 @@ def oidc_router(provider: Provider, *, secure_cookies: bool) -> APIRouter:
         previous = await current_session(request)
         amr = ["pwd", "otp"]
         device = device_of(request)
-        session = await provider.open_session(user, amr, auth.client_id, previous, device)
-        return with_device_cookie(await finish(auth, session, fresh=True), device)
+        session, location = await provider.sign_in(user, amr, auth, previous, device)
+        return with_device_cookie(back_to_client(location, session), device)
 
     @router.post("/token")
     async def token(request: Request) -> Response:

@@ -293,14 +293,18 @@ class Provider:
         event = LoginFailed(user_id=user.id if user else "unknown", tenant=tenant, reason=reason)
         await publish_all(self.deps, [event], event.user_id)
 
-    async def open_session(
+    async def sign_in(
         self,
         user: User,
         amr: list[str],
-        client_id: str | None,
+        request: AuthRequest,
         previous: Session | None,
         device: DeviceSighting | None = None,
-    ) -> Session:
+    ) -> tuple[Session, str]:
+        """A completed login: the new session and the redirect that hands its code to the
+        client. The session, the code and the `login.succeeded` event are written at once;
+        none depends on another, and a failure of any fails the login (a code whose
+        redirect was never sent expires unused)."""
         if previous is not None and previous.user_id == user.id:
             amr = sorted(set(previous.amr) | set(amr))
         session = Session(
@@ -310,11 +314,22 @@ class Provider:
             amr=amr,
             auth_time=int(time.time()),
         )
-        await self.stores.sessions.put(
-            f"s.{secret_digest(session.session_id)}", session.model_dump()
+        _, location = await asyncio.gather(
+            self._record_login(user, session, request.client_id, previous, device),
+            self.issue_code(request, session),
         )
-        if previous is not None:
-            await self.end_session(previous.session_id)
+        return session, location
+
+    async def _record_login(
+        self,
+        user: User,
+        session: Session,
+        client_id: str | None,
+        previous: Session | None,
+        device: DeviceSighting | None,
+    ) -> None:
+        # One wave of independent writes: a login waits for one round trip, not four, and
+        # the event loop (sharing its core with the hashing thread) wakes up once for them.
         event = LoginSucceeded(
             user_id=user.id,
             tenant=user.tenant,
@@ -322,10 +337,17 @@ class Provider:
             amr=tuple(session.amr),
             client_id=client_id,
         )
-        await publish_all(self.deps, [event], user.id)
+        writes = [
+            self.stores.sessions.put(
+                f"s.{secret_digest(session.session_id)}", session.model_dump()
+            ),
+            publish_all(self.deps, [event], user.id),
+        ]
+        if previous is not None:
+            writes.append(self.end_session(previous.session_id))
         if device is not None:
-            await self.note_device(user, device, client_id)
-        return session
+            writes.append(self.note_device(user, device, client_id))
+        await asyncio.gather(*writes)
 
     async def note_device(self, user: User, device: DeviceSighting, client_id: str | None) -> bool:
         """Remember the device a login came from; True (and `device.first_seen` published)

@@ -111,6 +111,19 @@ async def security_events(cluster: LocalCluster, tenant: str, user_id: str) -> l
 async def log_in(identity: RunningIdentity, http: httpx.AsyncClient, username: str) -> str:
     """A full password login of `username` through the demo client (prompt=login), as a
     browser does it (`http` keeps its cookies); the account's id."""
+    token = await log_in_tokens(identity, http, username)
+    meta = (await http.get("/.well-known/openid-configuration")).json()
+    async with httpx.AsyncClient() as plain:
+        info = await plain.get(
+            meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {token['access_token']}"}
+        )
+    return str(info.json()["sub"])
+
+
+async def log_in_tokens(
+    identity: RunningIdentity, http: httpx.AsyncClient, username: str
+) -> dict[str, Any]:
+    """The same login as `log_in`; the tokens the demo client received."""
     meta = (await http.get("/.well-known/openid-configuration")).json()
     client = demo_client()
     verifier = generate_token(48)
@@ -131,8 +144,4 @@ async def log_in(identity: RunningIdentity, http: httpx.AsyncClient, username: s
         code_verifier=verifier,
     )
     await client.aclose()
-    async with httpx.AsyncClient() as plain:
-        info = await plain.get(
-            meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {token['access_token']}"}
-        )
-    return str(info.json()["sub"])
+    return dict(token)
