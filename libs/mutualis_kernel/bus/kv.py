@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
@@ -146,15 +147,20 @@ async def _read_once(
 ) -> AsyncGenerator[Msg, None]:
     """One consumer's delivery of the messages after `after_seq`; `_Stalled` if it stops."""
     nc = js._nc  # nats-py keeps the connection there; the inbox must exist before the consumer
-    inbox = nc.new_inbox()
     # Push, not pull: a pull request right after a clustered consumer's creation can meet
     # "no responders" until its leader is known everywhere; a push consumer just delivers.
-    subscription = await nc.subscribe(inbox)
-    consumer: str | None = None
-    try:
+    subscriptions: list[Subscription] = []
+
+    async def create() -> tuple[Subscription, api.ConsumerInfo]:
+        # A new consumer and inbox per attempt. The meta leader may place an R1 consumer on a
+        # replica that has just died and not yet been seen offline: asked again under the same
+        # name, it would answer from that dead server, that is never. A consumer created but
+        # not answered pushes to an inbox nobody reads any more, and its inactivity threshold
+        # removes it.
+        inbox = nc.new_inbox()
+        subscription = await nc.subscribe(inbox)
+        subscriptions.append(subscription)
         config = api.ConsumerConfig(
-            # Named, so that creating it again after an unanswered attempt is the same
-            # consumer, not a second one pushing the same messages to our inbox.
             name=f"read_{uuid.uuid4().hex}",
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if after_seq else deliver_policy,
             opt_start_seq=after_seq + 1 if after_seq else None,
@@ -165,14 +171,23 @@ async def _read_once(
             mem_storage=True,
             num_replicas=1,
         )
+        try:
+            return subscription, await js.add_consumer(stream, config)
+        except BaseException:
+            subscriptions.remove(subscription)
+            await subscription.unsubscribe()
+            raise
+
+    consumer: str | None = None
+    try:
         # Asked of the leader while the consumer is made: how far this read must go.
         leader_last = asyncio.ensure_future(
             _last_sequence(js, stream, subject, creation_deadline_s)
         )
         try:
             # Creating it waits out an election of the stream's leader (4.5-7 s here).
-            info = await with_retries(
-                lambda: js.add_consumer(stream, config),
+            subscription, info = await with_retries(
+                create,
                 creation_deadline_s,
                 f"read {stream}",
                 attempt_timeout_s=PATIENT_ATTEMPT_S,
@@ -196,7 +211,8 @@ async def _read_once(
             reached = message.metadata.sequence.stream
             yield message
     finally:
-        await subscription.unsubscribe()
+        for opened in subscriptions:
+            await opened.unsubscribe()
         await _forget(js, stream, consumer)
 
 

@@ -164,9 +164,10 @@ class NatsNode:
             time.sleep(0.05)
         raise TimeoutError(f"nats-server {self.spec.name} not healthy after {timeout}s")
 
-    def jsz(self) -> dict[str, object] | None:
+    def jsz(self, **query: str) -> dict[str, object] | None:
+        """The node's own JetStream report (`/jsz`), `query` as its options; None when down."""
         try:
-            response = httpx.get(f"{self.spec.monitor_url}/jsz", timeout=1.0)
+            response = httpx.get(f"{self.spec.monitor_url}/jsz", params=query, timeout=1.0)
             response.raise_for_status()
         except httpx.HTTPError:
             return None
