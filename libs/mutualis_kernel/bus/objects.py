@@ -1,4 +1,5 @@
-"""Reading Object Store objects: streamed, checked against their info, patient through elections.
+"""Reading and writing Object Store objects: streamed, checked against their info, patient
+through elections.
 
 nats-py's `ObjectStore.get` reads through an ordered push consumer that idles waiting for flow
 control, stops at the first message that says nothing is pending, and has no per-attempt time
@@ -15,6 +16,10 @@ Two things a read must outlive without calling an intact object corrupted:
   once two of three replicas have them). When the consumer counts fewer chunks than the info,
   the stream leader is asked how many the object's subject holds: the same number means the
   replica is catching up and the read waits for it; another number is corruption.
+
+`put_file` writes an object in the Object Store's own layout with several chunks in flight
+(nats-py's `put` waits for each chunk's ack before sending the next), checking the order the
+stream stored them in.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectInfo
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectInfo, ObjectMetaOptions
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
@@ -278,3 +287,112 @@ class ObjectReader:
             # inactivity threshold removes the consumer anyway if this request is lost.
             with contextlib.suppress(nats.errors.Error):
                 await self._js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}")
+
+
+# -- writing --------------------------------------------------------------------------------
+#: Chunks of one put in flight at once. nats-py's `put` waits for each chunk's ack before
+#: sending the next (an R3 round trip per chunk); a window lets the stream leader replicate
+#: several chunks per round trip.
+PUT_WINDOW = 8
+
+
+class ChunksOutOfOrder(nats.errors.TimeoutError):
+    """The stream stored a window's chunks in another order than they were sent (possible
+    only when an attempt is resent): the put is made again under a new nuid."""
+
+
+async def put_file(
+    js: JetStreamContext,
+    bucket: str,
+    name: str,
+    path: Path,
+    *,
+    description: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    timeout_s: float = PATIENT_ATTEMPT_S,
+    window: int = PUT_WINDOW,
+) -> ObjectInfo:
+    """Store a file as object `name` of `bucket`, in the Object Store's own layout (nats-py
+    and the `nats` CLI read it back): chunks on `$O.<bucket>.C.<nuid>`, then the info on the
+    name's meta subject with a rollup, then the chunks of the object it replaces purged.
+
+    One attempt: each ack is awaited at most `timeout_s`; a failed attempt purges its own
+    chunks (best effort) and raises, and the caller makes it again whole (`with_attempt_limits`).
+    The chunks' order is checked against their stream sequences, never assumed.
+    """
+    stream = f"OBJ_{bucket}"
+    nuid = uuid.uuid4().hex
+    chunk_subject = f"$O.{bucket}.C.{nuid}"
+    replaced = asyncio.ensure_future(_current_nuid(js, bucket, name, timeout_s))
+    digest = hashlib.sha256()
+    size = chunks = last_seq = 0
+    own_chunks_purged_on_failure = True
+    try:
+        with path.open("rb") as source:
+            while True:
+                batch = await asyncio.to_thread(_read_chunks, source, chunk_size, window)
+                if not batch:
+                    break
+                for data in batch:
+                    digest.update(data)
+                acks = await asyncio.gather(
+                    *(js.publish(chunk_subject, data, timeout=timeout_s) for data in batch)
+                )
+                for ack in acks:
+                    if ack.seq <= last_seq:
+                        raise ChunksOutOfOrder(f"chunk stored at {ack.seq} after {last_seq}")
+                    last_seq = ack.seq
+                chunks += len(batch)
+                size += sum(len(data) for data in batch)
+        info = ObjectInfo(
+            name=name,
+            description=description,
+            options=ObjectMetaOptions(max_chunk_size=chunk_size),
+            bucket=bucket,
+            nuid=nuid,
+            size=size,
+            chunks=chunks,
+            mtime=datetime.now(UTC).isoformat(),
+            digest=f"SHA-256={base64.urlsafe_b64encode(digest.digest()).decode()}",
+        )
+        meta_subject = f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+        # From here the info may land even if its ack is lost: these chunks are then the
+        # object's, and the next attempt (which replaces it) purges them.
+        own_chunks_purged_on_failure = False
+        await js.publish(
+            meta_subject,
+            json.dumps(info.as_dict()).encode(),
+            timeout=timeout_s,
+            headers={"Nats-Rollup": "sub"},
+        )
+    except BaseException:
+        replaced.cancel()
+        if own_chunks_purged_on_failure:
+            # Best effort and brief: the retry must not wait on a cluster that cannot answer.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(timeout_s):
+                    await js.purge_stream(stream, subject=chunk_subject)
+        raise
+    previous = await replaced
+    if previous is not None and previous != nuid:
+        await js.purge_stream(stream, subject=f"$O.{bucket}.C.{previous}")
+    return info
+
+
+def _read_chunks(source: BinaryIO, chunk_size: int, count: int) -> list[bytes]:
+    batch: list[bytes] = []
+    while len(batch) < count and (data := source.read(chunk_size)):
+        batch.append(data)
+    return batch
+
+
+async def _current_nuid(
+    js: JetStreamContext, bucket: str, name: str, timeout_s: float
+) -> str | None:
+    """The nuid of the object this put replaces (its chunks are purged once replaced)."""
+    store = ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
+    try:
+        info = await asyncio.wait_for(store.get_info(name), timeout_s)
+    except ObjectNotFoundError:
+        return None
+    return None if info.deleted else info.nuid

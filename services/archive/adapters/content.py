@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from nats.js import JetStreamContext
-from nats.js.api import ObjectMeta, ObjectMetaOptions
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
@@ -29,8 +28,9 @@ from mutualis_kernel.bus.objects import (
     ObjectMissing,
     ObjectReader,
     ObjectUnavailable,
+    put_file,
 )
-from mutualis_kernel.bus.publisher import jetstream_with_timeout, with_attempt_limits
+from mutualis_kernel.bus.publisher import with_attempt_limits
 
 CHUNK = 1024 * 1024
 #: Chunk size of the objects this service stores. nats-py's default is 128 KiB; its `put`
@@ -127,20 +127,20 @@ class ContentStore:
 
     async def put_file(self, name: str, path: Path, content_type: str) -> None:
         chunk_size = min(PUT_CHUNK, self._js._nc.max_payload)
-        meta = ObjectMeta(
-            name=name,
-            description=content_type,
-            options=ObjectMetaOptions(max_chunk_size=chunk_size),
-        )
 
         async def write(limit_s: float) -> None:
             # Putting a name again replaces the object whole, so an attempt cut by an election
             # or by a leader that stepped down is made again from the start of the file; each
             # chunk waits the attempt's limit for its ack, not nats-py's 5 s.
-            js = jetstream_with_timeout(self._js, limit_s)
-            store = ObjectStore(name=self.bucket, stream=f"OBJ_{self.bucket}", js=js)
-            with path.open("rb") as source:
-                await store.put(name, source, meta=meta)
+            await put_file(
+                self._js,
+                self.bucket,
+                name,
+                path,
+                description=content_type,
+                chunk_size=chunk_size,
+                timeout_s=limit_s,
+            )
 
         await with_attempt_limits(write, PUT_DEADLINE_S, f"object {name}")
 

@@ -118,13 +118,17 @@ class JetStreamJournal:
         subject = journal_subject(tenant)
         kv = await self._index()
         index_key = f"{tenant}.{entry_id}" if entry_id else None
+        head: tuple[bytes | None, int, dict[str, str]] | None = None
         if index_key is not None:
-            known = await self._indexed(kv, index_key)
+            # The idempotency lookup and the chain head at once: an entry already written is
+            # rare (a retried operation), and the head is needed in every other case.
+            known, head = await asyncio.gather(self._indexed(kv, index_key), self._last(subject))
             if known is not None:
                 return known
         msg_id = f"{tenant}:{entry_id or uuid.uuid4()}"
         for attempt in range(1, self._attempts + 1):
-            data, last_seq, headers = await self._last(subject)
+            data, last_seq, headers = head if head is not None else await self._last(subject)
+            head = None  # a retry chains after whatever is the head by then
             if headers.get(MSG_ID) == msg_id and data:
                 entry = JournalEntry.model_validate_json(data)  # our earlier attempt landed
                 break

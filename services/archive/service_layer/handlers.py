@@ -163,7 +163,11 @@ class ArchiveService:
         current = None
         if reload:
             current, _ = await self.records.load(record.tenant, record.record_id)
-        await self.records.project(current or record)
+        # Independent and each idempotent: written at once, an ingest waits for the longer of
+        # the two rather than for both in turn.
+        await asyncio.gather(self.records.project(current or record), self._journal_ingest(record))
+
+    async def _journal_ingest(self, record: Record) -> None:
         await self.journal.append(
             record.tenant,
             "ingest",
