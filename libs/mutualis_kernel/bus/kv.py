@@ -28,12 +28,18 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from mutualis_kernel.bus.publisher import PATIENT_ATTEMPT_S, attempt_limit, with_retries
+from mutualis_kernel.bus.publisher import (
+    PATIENT_ATTEMPT_S,
+    attempt_limit,
+    with_hedged_attempts,
+    with_retries,
+)
 
 _DELETED = {"DEL", "PURGE"}
 
@@ -154,9 +160,9 @@ async def _read_once(
     async def create() -> tuple[Subscription, api.ConsumerInfo]:
         # A new consumer and inbox per attempt. The meta leader may place an R1 consumer on a
         # replica that has just died and not yet been seen offline: asked again under the same
-        # name, it would answer from that dead server, that is never. A consumer created but
-        # not answered pushes to an inbox nobody reads any more, and its inactivity threshold
-        # removes it.
+        # name, it would answer from that dead server, that is never. Attempts are hedged
+        # (a slow creation may still win); a consumer whose creation lost pushes to an inbox
+        # nobody reads any more, and is deleted or removed by its inactivity threshold.
         inbox = nc.new_inbox()
         subscription = await nc.subscribe(inbox)
         subscriptions.append(subscription)
@@ -178,6 +184,15 @@ async def _read_once(
             await subscription.unsubscribe()
             raise
 
+    async def _abandon(created: tuple[Subscription, api.ConsumerInfo]) -> None:
+        subscription, info = created
+        subscriptions.remove(subscription)
+        await subscription.unsubscribe()
+        # Not waited for: its server may be the one that is gone, and the inactivity
+        # threshold removes the consumer if this request is lost.
+        with contextlib.suppress(NatsError):
+            await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{info.name}")
+
     consumer: str | None = None
     try:
         # Asked of the leader while the consumer is made: how far this read must go.
@@ -186,11 +201,8 @@ async def _read_once(
         )
         try:
             # Creating it waits out an election of the stream's leader (4.5-7 s here).
-            subscription, info = await with_retries(
-                create,
-                creation_deadline_s,
-                f"read {stream}",
-                attempt_timeout_s=PATIENT_ATTEMPT_S,
+            subscription, info = await with_hedged_attempts(
+                create, creation_deadline_s, f"read {stream}", discard=_abandon
             )
         except BaseException:
             leader_last.cancel()

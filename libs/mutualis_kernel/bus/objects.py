@@ -17,9 +17,9 @@ Two things a read must outlive without calling an intact object corrupted:
   the stream leader is asked how many the object's subject holds: the same number means the
   replica is catching up and the read waits for it; another number is corruption.
 
-`put_file` writes an object in the Object Store's own layout with several chunks in flight
-(nats-py's `put` waits for each chunk's ack before sending the next), checking the order the
-stream stored them in.
+`put_object` (and `put_file`) writes an object in the Object Store's own layout with several
+chunks in flight (nats-py's `put` waits for each chunk's ack before sending the next),
+checking the order the stream stored them in.
 """
 
 from __future__ import annotations
@@ -294,6 +294,10 @@ class ObjectReader:
 #: sending the next (an R3 round trip per chunk); a window lets the stream leader replicate
 #: several chunks per round trip.
 PUT_WINDOW = 8
+#: The pace an R3 put of large chunks may fall to on a starved cluster (two cores shared with
+#: the servers: 30 MiB/s was measured for 50 MiB puts under load), which an ack's limit allows
+#: for on top of the first attempt's limit.
+SLOW_REPLICATION_B_S = 16 * 1024 * 1024
 
 
 class ChunksOutOfOrder(nats.errors.TimeoutError):
@@ -312,13 +316,41 @@ async def put_file(
     timeout_s: float = PATIENT_ATTEMPT_S,
     window: int = PUT_WINDOW,
 ) -> ObjectInfo:
-    """Store a file as object `name` of `bucket`, in the Object Store's own layout (nats-py
-    and the `nats` CLI read it back): chunks on `$O.<bucket>.C.<nuid>`, then the info on the
-    name's meta subject with a rollup, then the chunks of the object it replaces purged.
+    """`put_object` of a file's whole content."""
+    with path.open("rb") as source:
+        return await put_object(
+            js,
+            bucket,
+            name,
+            source,
+            description=description,
+            chunk_size=chunk_size,
+            timeout_s=timeout_s,
+            window=window,
+        )
 
-    One attempt: each ack is awaited at most `timeout_s`; a failed attempt purges its own
-    chunks (best effort) and raises, and the caller makes it again whole (`with_attempt_limits`).
-    The chunks' order is checked against their stream sequences, never assumed.
+
+async def put_object(
+    js: JetStreamContext,
+    bucket: str,
+    name: str,
+    source: BinaryIO,
+    *,
+    description: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    timeout_s: float = PATIENT_ATTEMPT_S,
+    window: int = PUT_WINDOW,
+) -> ObjectInfo:
+    """Store what `source` holds from its current position as object `name` of `bucket`, in
+    the Object Store's own layout (nats-py and the `nats` CLI read it back): chunks on
+    `$O.<bucket>.C.<nuid>`, then the info on the name's meta subject with a rollup, then the
+    chunks of the object it replaces purged.
+
+    One attempt: each ack is awaited at most `timeout_s`, plus the time its window takes to
+    replicate at a starved cluster's pace (`SLOW_REPLICATION_B_S`); a failed attempt purges
+    its own chunks (best effort) and raises, and the caller makes it again whole, from the
+    same position (`with_attempt_limits`). The chunks' order is checked against their stream
+    sequences, never assumed.
     """
     stream = f"OBJ_{bucket}"
     nuid = uuid.uuid4().hex
@@ -328,22 +360,25 @@ async def put_file(
     size = chunks = last_seq = 0
     own_chunks_purged_on_failure = True
     try:
-        with path.open("rb") as source:
-            while True:
-                batch = await asyncio.to_thread(_read_chunks, source, chunk_size, window)
-                if not batch:
-                    break
-                for data in batch:
-                    digest.update(data)
-                acks = await asyncio.gather(
-                    *(js.publish(chunk_subject, data, timeout=timeout_s) for data in batch)
-                )
-                for ack in acks:
-                    if ack.seq <= last_seq:
-                        raise ChunksOutOfOrder(f"chunk stored at {ack.seq} after {last_seq}")
-                    last_seq = ack.seq
-                chunks += len(batch)
-                size += sum(len(data) for data in batch)
+        while True:
+            batch = await asyncio.to_thread(_read_chunks, source, chunk_size, window)
+            if not batch:
+                break
+            for data in batch:
+                digest.update(data)
+            batch_size = sum(len(data) for data in batch)
+            # The last ack of a window comes once the whole window is replicated: a limit
+            # meant for one small request would cut a healthy put of large chunks short.
+            limit_s = timeout_s + batch_size / SLOW_REPLICATION_B_S
+            acks = await asyncio.gather(
+                *(js.publish(chunk_subject, data, timeout=limit_s) for data in batch)
+            )
+            for ack in acks:
+                if ack.seq <= last_seq:
+                    raise ChunksOutOfOrder(f"chunk stored at {ack.seq} after {last_seq}")
+                last_seq = ack.seq
+            chunks += len(batch)
+            size += batch_size
         info = ObjectInfo(
             name=name,
             description=description,

@@ -10,12 +10,11 @@ import asyncio
 from typing import BinaryIO
 
 from nats.js import JetStreamContext
-from nats.js.api import ObjectMeta
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-from mutualis_kernel.bus.objects import ObjectMissing, ObjectReader
-from mutualis_kernel.bus.publisher import jetstream_with_timeout, with_attempt_limits
+from mutualis_kernel.bus.objects import ObjectMissing, ObjectReader, put_object
+from mutualis_kernel.bus.publisher import with_attempt_limits
 from parapheur.domain import errors
 
 #: Reads and writes wait out an election of the bucket's stream leader (4.5-7 s here).
@@ -41,8 +40,6 @@ class ObjectStoreDocuments:
         return self._store
 
     async def put(self, name: str, source: BinaryIO, content_type: str) -> None:
-        bucket = await self._bucket_handle()
-        meta = ObjectMeta(name=name, description=content_type)
         start = source.tell()
 
         async def write(limit_s: float) -> None:
@@ -50,9 +47,9 @@ class ObjectStoreDocuments:
             # is simply made again from the start of the file. A chunk lost with a leader
             # that stepped down is noticed after the attempt's limit, not nats-py's 5 s.
             source.seek(start)
-            js = jetstream_with_timeout(self._js, limit_s)
-            store = ObjectStore(name=bucket._name, stream=bucket._stream, js=js)
-            await store.put(name, source, meta=meta)  # type: ignore[arg-type]
+            await put_object(
+                self._js, self._bucket, name, source, description=content_type, timeout_s=limit_s
+            )
 
         await with_attempt_limits(write, READ_DEADLINE_S, f"document {name}")
 

@@ -18,6 +18,7 @@ from mutualis_kernel.bus.publisher import (
     attempt_limit,
     is_transient,
     with_attempt_limits,
+    with_hedged_attempts,
     with_retries,
 )
 
@@ -127,4 +128,67 @@ async def test_a_call_with_its_own_timeout_is_given_longer_limits_on_each_attemp
         return "stored"
 
     assert await with_attempt_limits(publish, 5.0, "a message", max_s=1.5) == "stored"
-    assert limits == [PATIENT_ATTEMPT_S, min(2 * PATIENT_ATTEMPT_S, 1.5), 1.5]
+    assert limits == [min(PATIENT_ATTEMPT_S * 2**k, 1.5) for k in range(3)]
+
+
+class _Attempts:
+    """Attempts that each take the time given for them (None: never answered)."""
+
+    def __init__(self, *durations: float | None) -> None:
+        self.durations = list(durations)
+        self.started: list[int] = []
+        self.cancelled: list[int] = []
+        self.discarded: list[str] = []
+
+    async def run(self) -> str:
+        number = len(self.started) + 1
+        self.started.append(number)
+        duration = self.durations[number - 1] if number <= len(self.durations) else 0.0
+        try:
+            await asyncio.sleep(3600 if duration is None else duration)
+        except asyncio.CancelledError:
+            self.cancelled.append(number)
+            raise
+        return f"attempt {number}"
+
+    async def discard(self, result: str) -> None:
+        self.discarded.append(result)
+
+
+async def test_a_hedged_call_whose_first_answer_is_lost_is_answered_by_the_next_attempt() -> None:
+    attempts = _Attempts(None, 0.0)
+
+    assert await with_hedged_attempts(attempts.run, 5.0, "a read", discard=attempts.discard) == (
+        "attempt 2"
+    )
+    assert attempts.cancelled == [1], "the unanswered attempt is not left running"
+
+
+async def test_a_slow_answer_to_a_hedged_call_still_wins_over_the_attempts_after_it() -> None:
+    # The first answer comes after its limit, while the second attempt is still waiting.
+    attempts = _Attempts(PATIENT_ATTEMPT_S * 1.5, PATIENT_ATTEMPT_S * 10)
+
+    assert await with_hedged_attempts(attempts.run, 5.0, "a read", discard=attempts.discard) == (
+        "attempt 1"
+    )
+    assert attempts.started == [1, 2]
+    assert attempts.cancelled == [2]
+
+
+async def test_a_hedged_call_gives_up_at_its_deadline_and_stops_every_attempt() -> None:
+    attempts = _Attempts(None, None, None)
+
+    with pytest.raises(PublishTimeout):
+        await with_hedged_attempts(attempts.run, 0.6, "a read", discard=attempts.discard)
+    assert sorted(attempts.cancelled) == attempts.started
+
+
+async def test_a_hedged_call_passes_on_an_error_that_no_retry_outlives() -> None:
+    async def refused() -> str:
+        raise KeyNotFoundError()
+
+    async def keep(_: str) -> None:
+        raise AssertionError("nothing to discard")
+
+    with pytest.raises(KeyNotFoundError):
+        await with_hedged_attempts(refused, 5.0, "a read", discard=keep)
