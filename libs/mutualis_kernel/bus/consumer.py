@@ -88,6 +88,34 @@ class _KeepAlive:
             self._task.cancel()
 
 
+#: How long a stopping consumer waits for a late answer to its last pull request before it
+#: hands back what arrived: the server counts a pull's expiry from when it got the request,
+#: so on a loaded machine it may deliver just after the client stopped waiting.
+RELEASE_GRACE_S = 0.05
+
+
+async def release_unhandled(subscription: JetStreamContext.PullSubscription) -> int:
+    """NAK (redeliver at once) what a pull subscription received but nobody fetched.
+
+    Dropped with the subscription, such a message would wait out `ack_wait` before another
+    instance got it: an email or an archived record late by 15 s in a rolling restart.
+    Returns how many were handed back."""
+    # nats-py keeps what arrived for a pull subscription in its queue until a fetch reads it.
+    queue: asyncio.Queue[Msg] = subscription._sub._pending_queue
+    released = 0
+    while not queue.empty():
+        message = queue.get_nowait()
+        if not (message.reply or "").startswith("$JS.ACK."):
+            continue  # a status (no messages, request expired): nothing to hand back
+        try:
+            await message.nak()
+        except nats.errors.Error as error:
+            log.debug("consumer.release_failed", error=repr(error))
+            continue
+        released += 1
+    return released
+
+
 def _aggregate_key(subject: str) -> str:
     # evt.<service>.<tenant>.<aggregate>.<id>.<entity>.<action> -> up to <id>
     return ".".join(subject.split(".", 5)[:5])
@@ -170,6 +198,12 @@ class EventConsumer:
                 if time.monotonic() - last_replay_poll > 2.0:
                     last_replay_poll = time.monotonic()
                     await self._pull(replay, 16, stop, timeout=0.05, replayed=True)
+            # Stopped (not cancelled): hand back what a late answer to the last pull brought.
+            await asyncio.sleep(RELEASE_GRACE_S)
+            for subscription in (main, replay):
+                released = await release_unhandled(subscription)
+                if released:
+                    log.info("consumer.released", consumer=self.spec.durable, messages=released)
         finally:
             for subscription in (main, replay):
                 try:

@@ -13,7 +13,7 @@ from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
 
 from mutualis_kernel.bus import deadletter
-from mutualis_kernel.bus.consumer import EventConsumer
+from mutualis_kernel.bus.consumer import EventConsumer, release_unhandled
 from mutualis_kernel.bus.errors import ConcurrencyConflict, RetryAfter, Unprocessable
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.events import Envelope, SubjectFilter, derived_event_id
@@ -542,3 +542,32 @@ async def test_a_handler_longer_than_ack_wait_is_not_redelivered_meanwhile(bus: 
     stop.set()
     await task
     assert deliveries == 1
+
+
+async def test_a_message_that_reached_a_stopping_consumer_unread_goes_to_another_at_once(
+    bus: Bus,
+) -> None:
+    # ack_wait far longer than the test: only a NAK can bring the message back in time.
+    spec = replace(spec_for("release"), ack_wait_s=60.0)
+    await EventConsumer(bus.js, spec, {}, known=demo_catalog).ensure()
+    stopping = await bus.js.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    await bus.publisher.publish(
+        ParcelRegistered(reference="late", weight_kg=1), tenant="pessac", aggregate_id=new_id()
+    )
+    # What a pull request answered after its fetch stopped waiting looks like: delivered to
+    # the subscription, never read by a fetch.
+    await bus.nc.publish(
+        f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}",
+        b'{"batch": 1}',
+        reply=stopping._deliver,
+    )
+    await wait_for(lambda: _true(stopping.pending_msgs >= 1))
+
+    assert await release_unhandled(stopping) == 1
+    await stopping.unsubscribe()
+
+    other = await bus.js.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    (message,) = await other.fetch(1, timeout=5)
+    assert message.metadata.num_delivered == 2
+    await message.ack()
+    await other.unsubscribe()
