@@ -17,8 +17,8 @@ Two things a read must outlive without calling an intact object corrupted:
   the stream leader is asked how many the object's subject holds: the same number means the
   replica is catching up and the read waits for it; another number is corruption.
 
-`put_object` (and `put_file`) writes an object in the Object Store's own layout with several
-chunks in flight (nats-py's `put` waits for each chunk's ack before sending the next),
+`put_object` writes an object in the Object Store's own layout with several chunks in
+flight (nats-py's `put` waits for each chunk's ack before sending the next),
 checking the order the stream stored them in.
 """
 
@@ -33,7 +33,6 @@ import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import BinaryIO
 
 import nats.errors
@@ -303,31 +302,6 @@ SLOW_REPLICATION_B_S = 16 * 1024 * 1024
 class ChunksOutOfOrder(nats.errors.TimeoutError):
     """The stream stored a window's chunks in another order than they were sent (possible
     only when an attempt is resent): the put is made again under a new nuid."""
-
-
-async def put_file(
-    js: JetStreamContext,
-    bucket: str,
-    name: str,
-    path: Path,
-    *,
-    description: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
-    timeout_s: float = PATIENT_ATTEMPT_S,
-    window: int = PUT_WINDOW,
-) -> ObjectInfo:
-    """`put_object` of a file's whole content."""
-    with path.open("rb") as source:
-        return await put_object(
-            js,
-            bucket,
-            name,
-            source,
-            description=description,
-            chunk_size=chunk_size,
-            timeout_s=timeout_s,
-            window=window,
-        )
 
 
 async def put_object(

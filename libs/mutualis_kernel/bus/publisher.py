@@ -13,7 +13,6 @@ meets a "wrong last sequence" we look whether our own message is the one that go
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -101,18 +100,6 @@ PATIENT_ATTEMPT_MAX_S = 2.0
 def attempt_limit(attempt: int, first_s: float = PATIENT_ATTEMPT_S) -> float:
     """How long attempt number `attempt` (from 1) may wait for its answer."""
     return min(first_s * 2.0 ** (attempt - 1), max(first_s, PATIENT_ATTEMPT_MAX_S))
-
-
-def jetstream_with_timeout(js: JetStreamContext, timeout_s: float) -> JetStreamContext:
-    """The same JetStream context, whose calls wait `timeout_s` for an answer by default.
-
-    For nats-py helpers that make calls of their own without a timeout parameter (an Object
-    Store put publishes every chunk with the context's default, 5 s): a retried attempt gets
-    its `attempt_limit` for each of them.
-    """
-    limited = copy.copy(js)
-    limited._timeout = timeout_s
-    return limited
 
 
 async def with_retries(
@@ -251,8 +238,8 @@ async def with_attempt_limits(
     max_s: float = PATIENT_ATTEMPT_MAX_S,
 ) -> T:
     """`with_retries` for a call that takes its own time limit: attempt n is given
-    `attempt_limit(n)` (at most `max_s`) to pass on (a nats-py `timeout=`, a context from
-    `jetstream_with_timeout`). Only for operations that may safely run twice."""
+    `attempt_limit(n)` (at most `max_s`) to pass on (a nats-py `timeout=`, `put_object`'s
+    `timeout_s`). Only for operations that may safely run twice."""
     attempts = 0
 
     async def attempt() -> T:

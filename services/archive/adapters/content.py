@@ -28,7 +28,7 @@ from mutualis_kernel.bus.objects import (
     ObjectMissing,
     ObjectReader,
     ObjectUnavailable,
-    put_file,
+    put_object,
 )
 from mutualis_kernel.bus.publisher import with_attempt_limits
 
@@ -132,15 +132,16 @@ class ContentStore:
             # Putting a name again replaces the object whole, so an attempt cut by an election
             # or by a leader that stepped down is made again from the start of the file; each
             # chunk waits the attempt's limit for its ack, not nats-py's 5 s.
-            await put_file(
-                self._js,
-                self.bucket,
-                name,
-                path,
-                description=content_type,
-                chunk_size=chunk_size,
-                timeout_s=limit_s,
-            )
+            with path.open("rb") as source:
+                await put_object(
+                    self._js,
+                    self.bucket,
+                    name,
+                    source,
+                    description=content_type,
+                    chunk_size=chunk_size,
+                    timeout_s=limit_s,
+                )
 
         await with_attempt_limits(write, PUT_DEADLINE_S, f"object {name}")
 

@@ -1,4 +1,4 @@
-"""Object writes through the kernel's `put_file`: the Object Store's own layout, chunks in
+"""Object writes through the kernel's `put_object`: the Object Store's own layout, chunks in
 flight at once, an object replaced whole."""
 
 from __future__ import annotations
@@ -6,68 +6,81 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
-from nats.js.api import ObjectStoreConfig
+import pytest
+from nats.js import JetStreamContext
+from nats.js.api import ObjectInfo, ObjectStoreConfig
+from nats.js.object_store import ObjectStore
 
-from mutualis_kernel.bus.objects import ObjectReader, put_file
+from mutualis_kernel.bus.objects import ObjectReader, put_object
 from mutualis_kernel.runtime import LocalCluster
 
 CONTENT = os.urandom(2 * 1024 * 1024 + 12345)  # 9 chunks of 256 KiB: two windows of 8, plus one
 
 
-async def test_a_file_put_with_chunks_in_flight_reads_back_whole_with_nats_py(
-    nats_cluster: LocalCluster, tmp_path: Path
-) -> None:
-    source = tmp_path / "arrete.pdf"
-    source.write_bytes(CONTENT)
+@dataclass
+class Bucket:
+    js: JetStreamContext
+    store: ObjectStore
+    name: str
+
+    async def put(self, path: Path, **options: str) -> ObjectInfo:
+        with path.open("rb") as source:
+            return await put_object(
+                self.js, self.name, "doc", source, chunk_size=256 * 1024, **options
+            )
+
+
+@pytest.fixture
+async def bucket(nats_cluster: LocalCluster) -> AsyncIterator[Bucket]:
     nc = await nats.connect(servers=nats_cluster.client_urls)
     try:
         js = nc.jetstream()
-        bucket = f"put_{uuid.uuid4().hex[:8]}"
+        name = f"put_{uuid.uuid4().hex[:8]}"
         store = await js.create_object_store(
-            bucket=bucket, config=ObjectStoreConfig(bucket=bucket, replicas=3)
+            bucket=name, config=ObjectStoreConfig(bucket=name, replicas=3)
         )
-
-        written = await put_file(
-            js, bucket, "doc", source, description="application/pdf", chunk_size=256 * 1024
-        )
-
-        assert (written.size, written.chunks) == (len(CONTENT), 9)
-        # Another client's view: nats-py's own get checks its digest and chunk count.
-        found = await store.get("doc")
-        assert found.data == CONTENT
-        assert found.info.description == "application/pdf"
-        assert found.info.digest == written.digest
-        reader = await ObjectReader.open(js, bucket, "doc")
-        assert hashlib.sha256(b"".join([c async for c in reader])).digest() == (
-            hashlib.sha256(CONTENT).digest()
-        )
+        yield Bucket(js, store, name)
     finally:
         await nc.close()
 
 
+async def test_a_file_put_with_chunks_in_flight_reads_back_whole_with_nats_py(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    source = tmp_path / "arrete.pdf"
+    source.write_bytes(CONTENT)
+
+    written = await bucket.put(source, description="application/pdf")
+
+    assert (written.size, written.chunks) == (len(CONTENT), 9)
+    # Another client's view: nats-py's own get checks its digest and chunk count.
+    found = await bucket.store.get("doc")
+    assert found.data == CONTENT
+    assert found.info.description == "application/pdf"
+    assert found.info.digest == written.digest
+    reader = await ObjectReader.open(bucket.js, bucket.name, "doc")
+    assert hashlib.sha256(b"".join([c async for c in reader])).digest() == (
+        hashlib.sha256(CONTENT).digest()
+    )
+
+
 async def test_putting_a_name_again_replaces_the_object_and_purges_its_old_chunks(
-    nats_cluster: LocalCluster, tmp_path: Path
+    bucket: Bucket, tmp_path: Path
 ) -> None:
     first, second = tmp_path / "v1", tmp_path / "v2"
     first.write_bytes(CONTENT)
     second.write_bytes(CONTENT[::-1][:700_000])
-    nc = await nats.connect(servers=nats_cluster.client_urls)
-    try:
-        js = nc.jetstream()
-        bucket = f"put_{uuid.uuid4().hex[:8]}"
-        store = await js.create_object_store(
-            bucket=bucket, config=ObjectStoreConfig(bucket=bucket, replicas=3)
-        )
-        old = await put_file(js, bucket, "doc", first, chunk_size=256 * 1024)
+    old = await bucket.put(first)
 
-        new = await put_file(js, bucket, "doc", second, chunk_size=256 * 1024)
+    new = await bucket.put(second)
 
-        assert (await store.get("doc")).data == second.read_bytes()
-        info = await js.stream_info(f"OBJ_{bucket}", subjects_filter=f"$O.{bucket}.C.>")
-        assert info.state.subjects == {f"$O.{bucket}.C.{new.nuid}": new.chunks}
-        assert old.nuid != new.nuid
-    finally:
-        await nc.close()
+    assert (await bucket.store.get("doc")).data == second.read_bytes()
+    chunks = f"$O.{bucket.name}.C.>"
+    info = await bucket.js.stream_info(f"OBJ_{bucket.name}", subjects_filter=chunks)
+    assert info.state.subjects == {f"$O.{bucket.name}.C.{new.nuid}": new.chunks}
+    assert old.nuid != new.nuid
