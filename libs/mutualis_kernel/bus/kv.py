@@ -188,10 +188,8 @@ async def _read_once(
         subscription, info = created
         subscriptions.remove(subscription)
         await subscription.unsubscribe()
-        # Not waited for: its server may be the one that is gone, and the inactivity
-        # threshold removes the consumer if this request is lost.
-        with contextlib.suppress(NatsError):
-            await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{info.name}")
+        # Not waited for: its server may be the one that is gone.
+        await drop_consumer(js, stream, info.name)
 
     consumer: str | None = None
     try:
@@ -253,6 +251,13 @@ def scan(kv: KeyValue, pattern: str = ">") -> AsyncIterator[KvEntry]:
 async def current_keys(js: JetStreamContext, bucket: str, pattern: str = ">") -> list[str]:
     """The live keys matching `pattern` (empty when there are none, unlike nats-py's `keys()`)."""
     return [entry.key async for entry in current_entries(js, bucket, pattern)]
+
+
+async def drop_consumer(js: JetStreamContext, stream: str, consumer: str) -> None:
+    """Ask for an ephemeral read consumer's deletion without waiting for the answer: its
+    inactivity threshold removes it anyway if the request is lost."""
+    with contextlib.suppress(NatsError):
+        await js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}")
 
 
 async def _forget(js: JetStreamContext, stream: str, consumer: str | None) -> None:

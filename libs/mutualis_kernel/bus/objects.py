@@ -43,6 +43,7 @@ from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from mutualis_kernel.bus.errors import PublishTimeout
+from mutualis_kernel.bus.kv import drop_consumer
 from mutualis_kernel.bus.publisher import (
     PATIENT_ATTEMPT_S,
     attempt_limit,
@@ -58,6 +59,19 @@ FETCH_BYTES = 8 * 1024 * 1024
 READ_ATTEMPTS = 6
 #: nats-py's chunk size, for objects whose info does not say theirs.
 DEFAULT_CHUNK = 128 * 1024
+
+
+def object_stream(bucket: str) -> str:
+    """The stream that holds an Object Store bucket (the server's and nats-py's naming)."""
+    return f"OBJ_{bucket}"
+
+
+def object_store(js: JetStreamContext, bucket: str) -> ObjectStore:
+    """A handle on `bucket`, built directly: `js.object_store()` first asks for the stream's
+    info, a round trip that weighs on small objects and tells nothing the handle needs."""
+    return ObjectStore(name=bucket, stream=object_stream(bucket), js=js)
+
+
 # A stream leader re-election takes 4.5-6.8 s here (FACTS.md): the backoff spans more than that.
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 # Backstop for a consumer whose delete request was lost (the reader crashed, the link dropped).
@@ -125,7 +139,7 @@ class ObjectReader:
 
     @property
     def _stream(self) -> str:
-        return f"OBJ_{self.bucket}"
+        return object_stream(self.bucket)
 
     @property
     def _subject(self) -> str:
@@ -134,9 +148,7 @@ class ObjectReader:
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, name: str) -> ObjectReader:
         """The reader of `name`, whose info is read from the stream leader (`ObjectMissing`)."""
-        # Built directly: `js.object_store()` asks for the stream's info first, a round trip
-        # that weighs on small objects and tells nothing the object's own info does not.
-        store = ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
+        store = object_store(js, bucket)
         try:
             info = await with_retries(
                 lambda: store.get_info(name, show_deleted=True),
@@ -282,10 +294,8 @@ class ObjectReader:
                 yield meta.sequence.stream, meta.num_pending, [m.data for m in messages]
         finally:
             await subscription.unsubscribe()
-            # Fire and forget: waiting for the reply costs a round trip per object, and the
-            # inactivity threshold removes the consumer anyway if this request is lost.
-            with contextlib.suppress(nats.errors.Error):
-                await self._js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}")
+            # Not waited for: the reply would cost a round trip per object.
+            await drop_consumer(self._js, stream, name)
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -326,13 +336,13 @@ async def put_object(
     same position (`with_attempt_limits`). The chunks' order is checked against their stream
     sequences, never assumed.
     """
-    stream = f"OBJ_{bucket}"
+    stream = object_stream(bucket)
     nuid = uuid.uuid4().hex
     chunk_subject = f"$O.{bucket}.C.{nuid}"
     replaced = asyncio.ensure_future(_current_nuid(js, bucket, name, timeout_s))
     digest = hashlib.sha256()
     size = chunks = last_seq = 0
-    own_chunks_purged_on_failure = True
+    purge_own_chunks_on_failure = True
     try:
         while True:
             batch = await asyncio.to_thread(_read_chunks, source, chunk_size, window)
@@ -367,7 +377,7 @@ async def put_object(
         meta_subject = f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
         # From here the info may land even if its ack is lost: these chunks are then the
         # object's, and the next attempt (which replaces it) purges them.
-        own_chunks_purged_on_failure = False
+        purge_own_chunks_on_failure = False
         await js.publish(
             meta_subject,
             json.dumps(info.as_dict()).encode(),
@@ -376,7 +386,7 @@ async def put_object(
         )
     except BaseException:
         replaced.cancel()
-        if own_chunks_purged_on_failure:
+        if purge_own_chunks_on_failure:
             # Best effort and brief: the retry must not wait on a cluster that cannot answer.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(timeout_s):
@@ -399,9 +409,8 @@ async def _current_nuid(
     js: JetStreamContext, bucket: str, name: str, timeout_s: float
 ) -> str | None:
     """The nuid of the object this put replaces (its chunks are purged once replaced)."""
-    store = ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
     try:
-        info = await asyncio.wait_for(store.get_info(name), timeout_s)
+        info = await asyncio.wait_for(object_store(js, bucket).get_info(name), timeout_s)
     except ObjectNotFoundError:
         return None
     return None if info.deleted else info.nuid

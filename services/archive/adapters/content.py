@@ -19,7 +19,6 @@ from typing import BinaryIO
 
 from nats.js import JetStreamContext
 from nats.js.errors import ObjectNotFoundError
-from nats.js.object_store import ObjectStore
 
 from archive.domain import formats
 from archive.domain.model import FormatInfo
@@ -28,6 +27,7 @@ from mutualis_kernel.bus.objects import (
     ObjectMissing,
     ObjectReader,
     ObjectUnavailable,
+    object_store,
     put_object,
 )
 from mutualis_kernel.bus.publisher import with_attempt_limits
@@ -121,9 +121,7 @@ class ContentStore:
     def __init__(self, js: JetStreamContext, bucket: str) -> None:
         self._js = js
         self.bucket = bucket
-        # Built directly, as in `ObjectReader.open`: `js.object_store()` costs a stream info
-        # round trip per call, a fixed cost that weighs on every small ingest.
-        self._store = ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
+        self._store = object_store(js, bucket)
 
     async def put_file(self, name: str, path: Path, content_type: str) -> None:
         chunk_size = min(PUT_CHUNK, self._js._nc.max_payload)
