@@ -242,6 +242,8 @@ async def test_a_request_gets_a_server_span_but_probes_do_not(
     assert span.attributes is not None
     # A header anyone can send does not name the span's tenant (a verified token does).
     assert "mutualis.tenant" not in span.attributes
+    # One span per request, not one more per ASGI message (`http send`, `http receive`).
+    assert not [s.name for s in capture.spans if s.name.startswith("POST /v1/logins http")]
 
 
 async def test_malformed_json_is_a_422_not_a_500(client: httpx.AsyncClient) -> None:
