@@ -19,6 +19,8 @@ from nats.js.object_store import ObjectStore
 from mutualis_kernel.bus.objects import ObjectReader, put_object
 from mutualis_kernel.runtime import LocalCluster
 
+from .test_kv_scan import stream_info_with_replicas
+
 CONTENT = os.urandom(2 * 1024 * 1024 + 12345)  # 9 chunks of 256 KiB: two windows of 8, plus one
 
 
@@ -44,6 +46,9 @@ async def bucket(nats_cluster: LocalCluster) -> AsyncIterator[Bucket]:
         store = await js.create_object_store(
             bucket=name, config=ObjectStoreConfig(bucket=name, replicas=3)
         )
+        # A put attempt made directly (no retries, unlike the services' calls) meets "no
+        # responders" while the new stream elects its leader (CI, once on a loaded machine).
+        await stream_info_with_replicas(js, f"OBJ_{name}")
         yield Bucket(js, store, name)
     finally:
         await nc.close()
