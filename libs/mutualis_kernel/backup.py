@@ -39,6 +39,8 @@ from nats.js.api import StorageType, StreamInfo
 from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, ValidationError
 
+from mutualis_kernel.bus.connection import connection_of
+
 SNAPSHOT_API = "STREAM.SNAPSHOT.{stream}"
 RESTORE_API = "STREAM.RESTORE.{stream}"
 NAMES_API = "STREAM.NAMES"
@@ -167,12 +169,6 @@ def kind_of(stream: str) -> StreamKind:
 
 
 # -- JetStream API plumbing -----------------------------------------------------------------
-def _nc(js: JetStreamContext) -> NATS:
-    # nats-py has no snapshot API: the raw protocol needs the context's own connection.
-    nc: NATS = js._nc
-    return nc
-
-
 def _api(js: JetStreamContext, template: str, stream: str = "") -> str:
     prefix: str = js._prefix  # "$JS.API" unless the context was made for another domain
     return f"{prefix}.{template.format(stream=stream)}"
@@ -212,7 +208,7 @@ def _backed_up(root: Path, path: Path) -> BackedUpFile:
 
 async def _receive_snapshot(js: JetStreamContext, stream: str, data_path: Path) -> dict[str, Any]:
     """Ask for a snapshot and write its chunks to `data_path`; return config and state."""
-    nc = _nc(js)
+    nc = connection_of(js)  # nats-py has no snapshot API
     inbox = nc.new_inbox()
     # Subscribe before asking: the server starts sending right after it answers.
     subscription = await nc.subscribe(inbox)
@@ -352,7 +348,7 @@ async def _send_snapshot(
     js: JetStreamContext, stream: str, meta: dict[str, Any], data_path: Path
 ) -> dict[str, Any]:
     """Send a snapshot to the server; return the restored stream's info as it answered."""
-    nc = _nc(js)
+    nc = connection_of(js)  # nats-py has no snapshot API
     answer = await _start_restore(js, stream, meta)
     deliver = answer["deliver_subject"]
     with data_path.open("rb") as data:

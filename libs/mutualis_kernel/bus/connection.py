@@ -10,10 +10,18 @@ import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 from mutualis_kernel.config import KernelSettings
 
 log = structlog.get_logger("mutualis_kernel.bus")
+
+
+def connection_of(js: JetStreamContext) -> NATS:
+    """The connection a JetStream context speaks through, for the raw protocol nats-py has no
+    helper for (batched direct gets, snapshots, inboxes made before a consumer)."""
+    nc: NATS = js._nc  # nats-py keeps it there and offers no accessor
+    return nc
 
 
 class QuietTlsClose(logging.Filter):

@@ -34,6 +34,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from mutualis_kernel.bus.connection import connection_of
 from mutualis_kernel.bus.publisher import (
     PATIENT_ATTEMPT_S,
     attempt_limit,
@@ -152,7 +153,7 @@ async def _read_once(
     creation_deadline_s: float,
 ) -> AsyncGenerator[Msg, None]:
     """One consumer's delivery of the messages after `after_seq`; `_Stalled` if it stops."""
-    nc = js._nc  # nats-py keeps the connection there; the inbox must exist before the consumer
+    nc = connection_of(js)  # the inbox must exist before the consumer
     # Push, not pull: a pull request right after a clustered consumer's creation can meet
     # "no responders" until its leader is known everywhere; a push consumer just delivers.
     subscriptions: list[Subscription] = []
@@ -257,7 +258,7 @@ async def drop_consumer(js: JetStreamContext, stream: str, consumer: str) -> Non
     """Ask for an ephemeral read consumer's deletion without waiting for the answer: its
     inactivity threshold removes it anyway if the request is lost."""
     with contextlib.suppress(NatsError):
-        await js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}")
+        await connection_of(js).publish(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}")
 
 
 async def _forget(js: JetStreamContext, stream: str, consumer: str | None) -> None:

@@ -5,10 +5,10 @@ nats-py's `ObjectStore.get` reads through an ordered push consumer that idles wa
 control, stops at the first message that says nothing is pending, and has no per-attempt time
 limit. `ObjectReader` reads an object's chunks with batched direct gets instead
 (`$JS.API.DIRECT.GET`, `FETCH_BATCH` chunks or `FETCH_BYTES` per request): no consumer to
-create, so no round trip to the meta leader per read (twice as fast for a 1 MiB object here),
-and any replica answers, the nearest first, also while the stream elects a leader. Chunks are
-hashed (SHA-256) as they pass and the chunk count, the size and NATS's own digest are checked
-against the object's info (`ObjectCorrupted` otherwise).
+create, so no round trip to the meta leader per read (a 1 MiB audit is two to three times
+faster here), and any replica answers, the nearest first, also while the stream elects a
+leader. Chunks are hashed (SHA-256) as they pass and the chunk count, the size and NATS's own
+digest are checked against the object's info (`ObjectCorrupted` otherwise).
 
 Two things a read must outlive without calling an intact object corrupted:
 - the answer lost (the server it went through stopped, a replica recovering): the next
@@ -40,12 +40,12 @@ from typing import BinaryIO
 
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import ObjectInfo, ObjectMetaOptions
 from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from mutualis_kernel.bus.connection import connection_of
 from mutualis_kernel.bus.errors import PublishTimeout
 from mutualis_kernel.bus.publisher import (
     PATIENT_ATTEMPT_S,
@@ -287,7 +287,7 @@ class ObjectReader:
         """Chunks after `last_seq` from the replica nearest this connection (batched direct
         gets); each message may take `limit_s` to come. Yields each batch with the number of
         chunks that replica holds after it; an empty batch when it holds none."""
-        nc: NATS = self._js._nc  # nats-py has no batched direct get: the raw protocol
+        nc = connection_of(self._js)  # nats-py has no batched direct get
         subscription = await nc.subscribe(nc.new_inbox())
         subject = f"$JS.API.DIRECT.GET.{self._stream}"
         try:

@@ -22,6 +22,7 @@ from nats.js.errors import ObjectNotFoundError
 
 from archive.domain import formats
 from archive.domain.model import FormatInfo
+from mutualis_kernel.bus.connection import connection_of
 from mutualis_kernel.bus.objects import (
     ObjectCorrupted,
     ObjectMissing,
@@ -124,7 +125,7 @@ class ContentStore:
         self._store = object_store(js, bucket)
 
     async def put_file(self, name: str, path: Path, content_type: str) -> None:
-        chunk_size = min(PUT_CHUNK, self._js._nc.max_payload)
+        chunk_size = min(PUT_CHUNK, connection_of(self._js).max_payload)
 
         async def write(limit_s: float) -> None:
             # Putting a name again replaces the object whole, so an attempt cut by an election
