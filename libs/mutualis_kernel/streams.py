@@ -7,10 +7,12 @@ enforced by the servers' `unique_tag: "dc:"`; 1 on a single node).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -20,7 +22,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from mutualis_kernel.events.subjects import SubjectFilter
 
@@ -249,22 +251,38 @@ async def apply_resources_patiently(
     second but streams take longer to recover; JetStream API calls time out or answer "not
     found" / "unavailable" meanwhile.
     """
-    import asyncio
-
-    import nats.errors
-    from nats.js.errors import APIError, ServiceUnavailableError
-
     materialised = resources if isinstance(resources, Resources) else sum(resources, Resources())
-    deadline = asyncio.get_running_loop().time() + patience_s
+    return await until_settled(
+        lambda: apply_resources(js, materialised, replicas), patience_s=patience_s
+    )
+
+
+def is_settling(error: BaseException) -> bool:
+    """An answer the JetStream API gives while the cluster settles: just started or
+    restarted, or a node the meta leader saw miss a heartbeat on a loaded machine (placement
+    then refuses it for a moment)."""
+    if isinstance(error, nats.errors.TimeoutError):
+        return True
+    if not isinstance(error, APIError):
+        return False
+    return isinstance(error, (ServiceUnavailableError, NotFoundError)) or (
+        error.err_code == PEER_OFFLINE
+    )
+
+
+T = TypeVar("T")
+
+
+async def until_settled(operation: Callable[[], Awaitable[T]], *, patience_s: float = 60.0) -> T:
+    """Run a JetStream API operation that may safely run twice (creating or updating to one
+    configuration) again while `is_settling` says the cluster is not ready, up to `patience_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience_s
     while True:
         try:
-            return await apply_resources(js, materialised, replicas)
+            return await operation()
         except (nats.errors.TimeoutError, APIError) as error:
-            settling = not isinstance(error, APIError) or (
-                isinstance(error, (ServiceUnavailableError, NotFoundError))
-                or error.err_code == PEER_OFFLINE
-            )
-            if not settling or asyncio.get_running_loop().time() > deadline:
+            if not is_settling(error) or loop.time() > deadline:
                 raise
             await asyncio.sleep(0.5)
 

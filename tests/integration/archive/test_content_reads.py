@@ -25,6 +25,7 @@ from archive.adapters.content import (
 )
 from mutualis_kernel.bus.objects import FETCH_BATCH, ObjectReader
 from mutualis_kernel.runtime.cluster import LocalCluster
+from mutualis_kernel.testing.resources import new_object_store
 
 CHUNK_BYTES = 1024
 # More chunks than one fetch brings, and a last chunk shorter than the others.
@@ -33,8 +34,7 @@ CONTENT = os.urandom(CHUNK_BYTES * (3 * FETCH_BATCH + 5) + 333)
 
 async def _bucket(js: JetStreamContext) -> str:
     bucket = f"reads_{uuid.uuid4().hex[:10]}"
-    await js.create_object_store(bucket=bucket, config=ObjectStoreConfig(bucket=bucket, replicas=3))
-    store = await js.object_store(bucket)
+    store = await new_object_store(js, ObjectStoreConfig(bucket=bucket, replicas=3))
     await store.put(
         "doc",
         io.BytesIO(CONTENT),  # type: ignore[arg-type]
@@ -153,9 +153,7 @@ async def test_objects_stored_in_large_chunks_and_older_ones_both_audit_and_down
     nc, js = await _connect(nats_cluster)
     try:
         bucket = f"chunks_{uuid.uuid4().hex[:10]}"
-        await js.create_object_store(
-            bucket=bucket, config=ObjectStoreConfig(bucket=bucket, replicas=3)
-        )
+        await new_object_store(js, ObjectStoreConfig(bucket=bucket, replicas=3))
         content = os.urandom(3 * PUT_CHUNK + 12345)
         source = tmp_path / "content.bin"
         source.write_bytes(content)

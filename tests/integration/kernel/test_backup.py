@@ -31,6 +31,7 @@ from mutualis_kernel.backup import (
 from mutualis_kernel.bus.kv import PatientKeyValue
 from mutualis_kernel.testing.demo_events import ParcelRegistered, ParcelShipped
 from mutualis_kernel.testing.fixtures import ClusterFactory
+from mutualis_kernel.testing.resources import new_key_value, new_object_store
 
 from .conftest import Bus, open_bus
 
@@ -65,7 +66,7 @@ async def fill(bus: Bus, document: Path) -> Filled:
     # A bucket just created may answer its first writes only once its stream has a leader
     # (CI: "no responders"); writes ride that out as the services' do.
     kv = PatientKeyValue(
-        await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=5, replicas=3))
+        await new_key_value(js, KeyValueConfig(bucket=BUCKET, history=5, replicas=3))
     )
     for revision in range(3):
         await kv.put("tenant.bordeaux.theme", f"blue-{revision}".encode())
@@ -73,9 +74,7 @@ async def fill(bus: Bus, document: Path) -> Filled:
     await kv.put("tenant.nantes.theme", b"red")
     await kv.delete("tenant.nantes.theme")
 
-    store = await js.create_object_store(
-        bucket=OBJECTS, config=ObjectStoreConfig(bucket=OBJECTS, replicas=3)
-    )
+    store = await new_object_store(js, ObjectStoreConfig(bucket=OBJECTS, replicas=3))
     with document.open("rb") as file:
         await store.put(DOCUMENT, file)
 

@@ -7,7 +7,7 @@ from contextlib import aclosing
 import nats
 import pytest
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StreamInfo
+from nats.js.api import KeyValueConfig
 
 from mutualis_kernel.bus.kv import (
     PatientKeyValue,
@@ -16,24 +16,15 @@ from mutualis_kernel.bus.kv import (
     stream_messages,
 )
 from mutualis_kernel.runtime import LocalCluster
+from mutualis_kernel.testing.resources import new_key_value, with_replicas
 
 from .conftest import Bus
 
 
 async def bucket(js: JetStreamContext) -> str:
     name = f"scan_{uuid.uuid4().hex[:8]}"
-    await js.create_key_value(KeyValueConfig(bucket=name, history=3, replicas=3))
+    await new_key_value(js, KeyValueConfig(bucket=name, history=3, replicas=3))
     return name
-
-
-async def stream_info_with_replicas(js: JetStreamContext, stream: str) -> StreamInfo:
-    """The stream's info once its leader and both followers are known."""
-    for _ in range(100):
-        info = await js.stream_info(stream)
-        if info.cluster and info.cluster.leader and len(info.cluster.replicas or ()) == 2:
-            return info
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{stream} never had a leader and two followers")
 
 
 async def test_a_scan_returns_the_latest_value_of_every_live_key_under_the_pattern(
@@ -135,7 +126,7 @@ async def test_a_scan_served_by_a_lagging_replica_still_sees_every_acknowledged_
     try:
         js = nc.jetstream()
         name = await bucket(js)
-        info = await stream_info_with_replicas(js, f"KV_{name}")
+        info = await with_replicas(js, f"KV_{name}")
         assert info.cluster is not None
         assert info.cluster.leader
         assert info.cluster.replicas

@@ -13,8 +13,7 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig
 
 from mutualis_kernel.bus.objects import ObjectReader
 from mutualis_kernel.runtime import LocalCluster
-
-from .test_kv_scan import stream_info_with_replicas
+from mutualis_kernel.testing.resources import new_object_store, with_replicas
 
 CONTENT = os.urandom(3000 * 1024 + 77)
 
@@ -34,10 +33,8 @@ async def test_an_object_read_from_a_lagging_replica_is_whole_not_corrupted(
     try:
         js = nc.jetstream()
         bucket = f"lag_{uuid.uuid4().hex[:8]}"
-        await js.create_object_store(
-            bucket=bucket, config=ObjectStoreConfig(bucket=bucket, replicas=3)
-        )
-        info = await stream_info_with_replicas(js, f"OBJ_{bucket}")
+        await new_object_store(js, ObjectStoreConfig(bucket=bucket, replicas=3))
+        info = await with_replicas(js, f"OBJ_{bucket}")
         assert info.cluster is not None
         assert info.cluster.leader
         assert info.cluster.replicas

@@ -18,8 +18,7 @@ from nats.js.object_store import ObjectStore
 
 from mutualis_kernel.bus.objects import ObjectReader, put_object
 from mutualis_kernel.runtime import LocalCluster
-
-from .test_kv_scan import stream_info_with_replicas
+from mutualis_kernel.testing.resources import new_object_store
 
 CONTENT = os.urandom(2 * 1024 * 1024 + 12345)  # 9 chunks of 256 KiB: two windows of 8, plus one
 
@@ -43,12 +42,9 @@ async def bucket(nats_cluster: LocalCluster) -> AsyncIterator[Bucket]:
     try:
         js = nc.jetstream()
         name = f"put_{uuid.uuid4().hex[:8]}"
-        store = await js.create_object_store(
-            bucket=name, config=ObjectStoreConfig(bucket=name, replicas=3)
-        )
-        # A put attempt made directly (no retries, unlike the services' calls) meets "no
-        # responders" while the new stream elects its leader (CI, once on a loaded machine).
-        await stream_info_with_replicas(js, f"OBJ_{name}")
+        # Waits for the new stream's leader and followers: a put attempt made directly (no
+        # retries, unlike the services' calls) met "no responders" once in CI.
+        store = await new_object_store(js, ObjectStoreConfig(bucket=name, replicas=3))
         yield Bucket(js, store, name)
     finally:
         await nc.close()

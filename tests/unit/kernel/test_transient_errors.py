@@ -6,6 +6,7 @@ import nats.errors
 import pytest
 from nats.js.errors import (
     APIError,
+    BadRequestError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     ServiceUnavailableError,
@@ -21,6 +22,7 @@ from mutualis_kernel.bus.publisher import (
     with_hedged_attempts,
     with_retries,
 )
+from mutualis_kernel.streams import is_settling, until_settled
 
 
 @pytest.mark.parametrize(
@@ -192,3 +194,37 @@ async def test_a_hedged_call_passes_on_an_error_that_no_retry_outlives() -> None
 
     with pytest.raises(KeyNotFoundError):
         await with_hedged_attempts(refused, 5.0, "a read", discard=keep)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        nats.errors.TimeoutError(),
+        ServiceUnavailableError(),
+        # A node the meta leader saw miss a heartbeat: placement refused for a moment (CI).
+        BadRequestError(code=400, err_code=10005, description="no suitable peers for placement"),
+    ],
+)
+def test_a_cluster_still_settling_is_waited_for_when_creating_resources(
+    error: Exception,
+) -> None:
+    assert is_settling(error)
+
+
+def test_a_refused_configuration_is_not_waited_for() -> None:
+    assert not is_settling(BadRequestError(code=400, err_code=10052, description="bad config"))
+
+
+async def test_creating_a_resource_goes_on_once_the_cluster_has_settled() -> None:
+    answers: list[Exception | str] = [
+        BadRequestError(code=400, err_code=10005, description="no suitable peers for placement"),
+        "created",
+    ]
+
+    async def create() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await until_settled(create, patience_s=5) == "created"

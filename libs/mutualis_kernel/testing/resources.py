@@ -1,0 +1,52 @@
+"""Streams and buckets a test makes for itself, made as patiently as the services make theirs.
+
+On a loaded two-core machine the meta leader now and then sees a node miss a heartbeat and
+refuses a placement for a moment ("no suitable peers"), and a new stream's followers come up
+some milliseconds after its leader. A test about reads or writes should not fail on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StreamConfig, StreamInfo
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from mutualis_kernel.streams import until_settled
+
+
+async def with_replicas(js: JetStreamContext, stream: str, followers: int = 2) -> StreamInfo:
+    """The stream's info once its leader and `followers` followers are known."""
+    for _ in range(200):
+        info = await until_settled(lambda: js.stream_info(stream), patience_s=10)
+        if info.cluster and info.cluster.leader and len(info.cluster.replicas or ()) >= followers:
+            return info
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{stream} never had a leader and {followers} followers")
+
+
+async def new_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+    """Create a stream (R3: one replica per datacenter) and wait for all its replicas."""
+    assert config.name is not None
+    await until_settled(lambda: js.add_stream(config), patience_s=30)
+    return await with_replicas(js, config.name, (config.num_replicas or 1) - 1)
+
+
+async def new_object_store(js: JetStreamContext, config: ObjectStoreConfig) -> ObjectStore:
+    """Create an object store and wait for all its stream's replicas."""
+    bucket = config.bucket
+    assert bucket is not None
+    store = await until_settled(
+        lambda: js.create_object_store(bucket=bucket, config=config), patience_s=30
+    )
+    await with_replicas(js, f"OBJ_{bucket}", (config.replicas or 1) - 1)
+    return store
+
+
+async def new_key_value(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """Create a key-value bucket and wait for all its stream's replicas."""
+    kv = await until_settled(lambda: js.create_key_value(config), patience_s=30)
+    await with_replicas(js, f"KV_{config.bucket}", (config.replicas or 1) - 1)
+    return kv
