@@ -50,3 +50,18 @@ async def new_key_value(js: JetStreamContext, config: KeyValueConfig) -> KeyValu
     kv = await until_settled(lambda: js.create_key_value(config), patience_s=30)
     await with_replicas(js, f"KV_{config.bucket}", (config.replicas or 1) - 1)
     return kv
+
+
+async def replicas_current(js: JetStreamContext, stream: str) -> StreamInfo:
+    """The stream's info once every follower holds all the leader has.
+
+    Before reading back through plain nats-py: its reads take the word of whichever replica
+    serves them, and one still applying the last writes hands back a short object (a digest
+    mismatch, CI on a loaded machine). The kernel's own reads check and wait instead."""
+    for _ in range(400):
+        info = await until_settled(lambda: js.stream_info(stream), patience_s=10)
+        replicas = (info.cluster.replicas or []) if info.cluster else []
+        if info.cluster and info.cluster.leader and all(r.current and not r.lag for r in replicas):
+            return info
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the replicas of {stream} never caught up with its leader")

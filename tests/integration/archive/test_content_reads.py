@@ -25,7 +25,7 @@ from archive.adapters.content import (
 )
 from mutualis_kernel.bus.objects import FETCH_BATCH, ObjectReader
 from mutualis_kernel.runtime.cluster import LocalCluster
-from mutualis_kernel.testing.resources import new_object_store
+from mutualis_kernel.testing.resources import new_object_store, replicas_current
 
 CHUNK_BYTES = 1024
 # More chunks than one fetch brings, and a last chunk shorter than the others.
@@ -168,6 +168,7 @@ async def test_objects_stored_in_large_chunks_and_older_ones_both_audit_and_down
             assert info.chunks == -(-len(content) // chunk_size)
             digest = await sha256_digest(js, bucket, name)
             assert digest.sha256 == hashlib.sha256(content).hexdigest()
+            await replicas_current(js, f"OBJ_{bucket}")  # nats-py reads any replica
             with (tmp_path / f"{name}.out").open("wb") as target:
                 await store.get(name, writeinto=target)  # type: ignore[arg-type]
             assert (tmp_path / f"{name}.out").read_bytes() == content

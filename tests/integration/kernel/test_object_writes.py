@@ -18,7 +18,7 @@ from nats.js.object_store import ObjectStore
 
 from mutualis_kernel.bus.objects import ObjectReader, put_object
 from mutualis_kernel.runtime import LocalCluster
-from mutualis_kernel.testing.resources import new_object_store
+from mutualis_kernel.testing.resources import new_object_store, replicas_current
 
 CONTENT = os.urandom(2 * 1024 * 1024 + 12345)  # 9 chunks of 256 KiB: two windows of 8, plus one
 
@@ -60,6 +60,7 @@ async def test_a_file_put_with_chunks_in_flight_reads_back_whole_with_nats_py(
 
     assert (written.size, written.chunks) == (len(CONTENT), 9)
     # Another client's view: nats-py's own get checks its digest and chunk count.
+    await replicas_current(bucket.js, f"OBJ_{bucket.name}")  # nats-py reads any replica
     found = await bucket.store.get("doc")
     assert found.data == CONTENT
     assert found.info.description == "application/pdf"
@@ -80,6 +81,7 @@ async def test_putting_a_name_again_replaces_the_object_and_purges_its_old_chunk
 
     new = await bucket.put(second)
 
+    await replicas_current(bucket.js, f"OBJ_{bucket.name}")  # nats-py reads any replica
     assert (await bucket.store.get("doc")).data == second.read_bytes()
     chunks = f"$O.{bucket.name}.C.>"
     info = await bucket.js.stream_info(f"OBJ_{bucket.name}", subjects_filter=chunks)
