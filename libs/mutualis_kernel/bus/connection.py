@@ -12,6 +12,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from mutualis_kernel.bus.leaders import waiting_retries, watch_leader_elections
 from mutualis_kernel.config import KernelSettings
 
 log = structlog.get_logger("mutualis_kernel.bus")
@@ -88,7 +89,8 @@ async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
     """A NATS connection that survives a datacenter loss.
 
     The URL list puts the local datacenter's node first and randomisation is off, so an
-    instance talks to its own datacenter while it lives and fails over to the others.
+    instance talks to its own datacenter while it lives and fails over to the others. The
+    servers' news of elected leaders wakes its retries (bus.leaders).
     """
 
     async def on_error(error: Exception) -> None:
@@ -101,7 +103,9 @@ async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
 
     async def on_reconnected() -> None:
         url = client.connected_url
-        log.info("nats.reconnected", server=url.netloc if url else "")
+        # Requests abandoned with the old connection can be heard now: ask again at once.
+        woken = waiting_retries.wake()
+        log.info("nats.reconnected", server=url.netloc if url else "", retries_woken=woken)
 
     tls: ssl.SSLContext | None = None
     if settings.nats_tls_ca_file:
@@ -125,4 +129,5 @@ async def connect(settings: KernelSettings, *, name: str | None = None) -> NATS:
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
+    await watch_leader_elections(client)
     return client

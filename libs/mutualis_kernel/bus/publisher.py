@@ -16,7 +16,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -32,6 +32,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception,
     stop_after_delay,
@@ -39,6 +40,12 @@ from tenacity import (
 )
 
 from mutualis_kernel.bus.errors import ConcurrencyConflict, PublishTimeout
+from mutualis_kernel.bus.leaders import (
+    UNANSWERED_S,
+    LeaderNews,
+    news_spread,
+    waiting_retries,
+)
 from mutualis_kernel.events.envelope import MSG_ID_HEADER, Envelope, encode
 from mutualis_kernel.events.registry import Event
 from mutualis_kernel.tenants import TenantDirectory, UnknownTenant, default_tenants
@@ -79,6 +86,16 @@ def is_transient(error: BaseException) -> bool:
 
 
 T = TypeVar("T")
+
+_backoff = wait_random_exponential(multiplier=0.05, max=0.5)
+
+
+def _retry_wait(state: RetryCallState) -> float:
+    """Exponential backoff with jitter; almost none after news (`LeaderNews`)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(error, LeaderNews):
+        return news_spread()
+    return _backoff(state)
 
 
 #: The first attempt of an idempotent call that retries: a request that went to a stream
@@ -144,16 +161,20 @@ async def with_retries(
     remaining = deadline_s - (loop.time() - started)
     if remaining <= 0:
         raise timed_out(first_error) from first_error
-    await asyncio.sleep(random.uniform(0, min(0.1, remaining)))  # noqa: S311 - jitter
+    # Pauses and attempts from here on end early when a leader is elected or the connection
+    # comes back (bus.leaders): the retry asks again then, not up to 2 s later.
+    await waiting_retries.pause(random.uniform(0, min(0.1, remaining)))  # noqa: S311 - jitter
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(max(0.0, deadline_s - (loop.time() - started))),
-            wait=wait_random_exponential(multiplier=0.05, max=0.5),
+            wait=_retry_wait,
             retry=retry_if_exception(is_transient),
             reraise=False,
+            sleep=waiting_retries.pause,
         ):
             with attempt:
-                return await operation()
+                async with waiting_retries.attempt():
+                    return await operation()
     except RetryError as error:
         cause = error.last_attempt.exception()
         raise timed_out(cause) from cause
@@ -185,6 +206,7 @@ async def with_hedged_attempts(
     give_up_at = loop.time() + deadline_s
     running: set[asyncio.Future[T]] = set()
     attempts = failures = 0
+    last_started = loop.time()
     last_error: BaseException | None = None
     try:
         while True:
@@ -193,14 +215,26 @@ async def with_hedged_attempts(
                 raise PublishTimeout(
                     f"{what} not done within {deadline_s}s (last error: {last_error!r})"
                 )
-            if len(running) < HEDGED_ATTEMPTS_MAX:
+            # News (a leader elected, the connection back) starts the next attempt at once,
+            # unless the last one is too young to have been lost.
+            if len(running) < HEDGED_ATTEMPTS_MAX and (
+                not running or loop.time() - last_started >= UNANSWERED_S
+            ):
                 attempts += 1
+                last_started = loop.time()
                 running.add(asyncio.ensure_future(operation()))
-            done, _ = await asyncio.wait(
-                running,
-                timeout=min(attempt_limit(attempts), remaining),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            news = waiting_retries.next_news()
+            limit_left = last_started + attempt_limit(attempts) - loop.time()
+            waited: set[asyncio.Future[Any]] = {*running, news}
+            try:
+                finished, _ = await asyncio.wait(
+                    waited,
+                    timeout=min(max(0.0, limit_left), remaining),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                news.cancel()
+            done = [future for future in running if future in finished]
             winner: asyncio.Future[T] | None = None
             for future in done:
                 running.discard(future)
@@ -221,7 +255,7 @@ async def with_hedged_attempts(
                 # Refused outright (no responders during an election): pause before asking
                 # again, as `with_retries` does.
                 pause = random.uniform(0, min(0.05 * 2**failures, 0.5))  # noqa: S311 - jitter
-                await asyncio.sleep(min(pause, max(0.0, give_up_at - loop.time())))
+                await waiting_retries.pause(min(pause, max(0.0, give_up_at - loop.time())))
     finally:
         for future in running:
             future.cancel()

@@ -2,7 +2,8 @@
 
 A service may publish only its own events (`evt.<service>.>`), dead letters of its own
 consumers, and the JetStream API calls for the streams, buckets and consumers its manifest
-declares; it subscribes only to its inboxes. So a compromised archive cannot forge a
+declares; it subscribes only to its inboxes, the KV buckets it declares and the servers' news
+of elected stream leaders (stream names only). So a compromised archive cannot forge a
 parapheur event: the server refuses the publish. Operators (the `mutualis` CLI) connect as
 `operator`, which may do everything.
 
@@ -21,6 +22,7 @@ import nkeys
 
 from mutualis_kernel.bus import deadletter
 from mutualis_kernel.bus.connection import inbox_prefix
+from mutualis_kernel.bus.leaders import LEADER_ELECTED_SUBJECT
 from mutualis_kernel.bus.spec import ConsumerSpec
 from mutualis_kernel.service import ServiceManifest
 from mutualis_kernel.streams import DEAD_LETTER_STREAM, REPLAY_STREAM, Resources
@@ -167,6 +169,8 @@ def service_permissions(manifest: ServiceManifest) -> tuple[tuple[str, ...], tup
     # another service cannot read them.
     subscribe = [f"{inbox_prefix(manifest.name)}.>"]
     subscribe += [f"$KV.{kv.bucket}.>" for kv in resources.key_values]
+    # Which stream just got a leader (names only): the kernel's retries ask again at once.
+    subscribe.append(LEADER_ELECTED_SUBJECT)
     return tuple(dict.fromkeys(publish)), tuple(subscribe)
 
 
