@@ -102,16 +102,17 @@ def test_waiting_for_the_next_one_time_code_is_the_persons_pace_not_a_stall() ->
     assert longest_gap(totp.steps, 0.0, 30.0, busy=in_flight) == (7.0, 5)
 
 
-def test_nats_own_election_time_is_the_last_stream_leader_elected_before_the_heal() -> None:
+def test_nats_own_election_time_is_the_last_stream_leader_elected_before_all_is_current() -> None:
     log = ElectionLog(now=lambda: 0.0)
-    # Drill clock: the fault at 10 s, the heal from 15 s; a leader elected at 8 s was an
-    # ordinary start-up election, one at 16 s the healed node's return.
+    # Drill clock: the fault at 10 s, every stream current again at 15 s; a leader elected at
+    # 8 s was an ordinary start-up election, those from 15 s on came after the platform healed.
     log.elected = [(8.0, "KV_A"), (14.5, "KV_B"), (18.2, "KV_C"), (16.0, "KV_D")]
 
     assert log.summary(fault_at=10.0, until=15.0) == {
         "streams_elected": 1,
         "last_elected_s": 4.5,
         "last_stream": "KV_B",
+        "each": [{"stream": "KV_B", "after_s": 4.5}],
     }
     log.elected.append((12.0, "IDENTITY_EVENTS"))
     assert log.summary(fault_at=10.0, until=15.0)["streams_elected"] == 2
@@ -123,4 +124,5 @@ def test_no_election_no_yardstick() -> None:
         "streams_elected": 0,
         "last_elected_s": None,
         "last_stream": None,
+        "each": [],
     }
