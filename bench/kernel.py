@@ -3,7 +3,8 @@
 Raw baseline: nats-py `publish_async` of a JSON dict with a `Nats-Msg-Id` header in windows of
 256, then a durable pull consumer that fetches 256 at a time, parses the JSON and acks.
 Kernel: `EventPublisher.publish_batch` (envelope, pydantic serialisation, CloudEvents headers,
-a PRODUCER span per event with trace context injected) and `EventConsumer` (decoding and
+a PRODUCER span per window of 256 whose trace context every event carries) and
+`EventConsumer` (decoding and
 validation against the model, a CONSUMER span per event, structured-log context, explicit ack).
 Tracing runs with an SDK tracer provider and a batch processor whose exporter drops spans, so
 span creation, recording and batching are all paid; logging is configured as in production.

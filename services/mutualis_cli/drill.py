@@ -45,6 +45,8 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from rich.console import Console
 
 from mutualis_cli.demo import PlatformNotRunning, platform_urls
@@ -54,6 +56,7 @@ from mutualis_cli.platform import restart_service
 from mutualis_cli.rundir import DEFAULT_RUN_DIR, RunState, load_state, save_state
 from mutualis_cli.supervisor import process_alive, wait_gone
 from mutualis_cli.target import connect, identity_of, use_identity
+from mutualis_kernel.bus.leaders import LEADER_ELECTED_SUBJECT
 from mutualis_kernel.runtime.process import nats_server_binary
 from mutualis_kernel.tenants import default_tenants
 
@@ -505,12 +508,10 @@ class ElectionLog:
     def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
         self.elected: list[tuple[float, str]] = []
-        self._client: Any = None
+        self._client: NATS | None = None
 
     async def start(self, urls: list[str]) -> None:
-        from mutualis_kernel.bus.leaders import LEADER_ELECTED_SUBJECT
-
-        async def note(message: Any) -> None:
+        async def note(message: Msg) -> None:
             self.elected.append((self._now(), message.subject.rsplit(".", 1)[-1]))
 
         # Reconnects forever: the node it talks to may be the one the drill kills.

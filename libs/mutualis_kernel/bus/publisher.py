@@ -332,6 +332,34 @@ def _send_attributes(
     return attributes
 
 
+def _batch_span_name(chunk: Sequence[Envelope[Event]]) -> str:
+    """`send demo.parcel.registered` when the window holds one event type, else `send demo`."""
+    first = chunk[0].data
+    if len({e.type for e in chunk}) == 1:
+        return f"send {first.service}.{first.event_name}"
+    return f"send {first.service}"
+
+
+def _batch_attributes(chunk: Sequence[Envelope[Event]]) -> dict[str, str | int | bool]:
+    """Messaging attributes of a window's PRODUCER span; the tenant only when it is one."""
+    attributes: dict[str, str | int | bool] = {
+        "messaging.system": "nats",
+        "messaging.operation.name": "send",
+        "messaging.operation.type": "send",
+        "messaging.batch.message_count": len(chunk),
+    }
+    types = {e.type for e in chunk}
+    if len(types) == 1:
+        attributes["cloudevents.event_type"] = types.pop()
+    tenants = {e.tenant for e in chunk}
+    if len(tenants) == 1:
+        attributes["mutualis.tenant"] = tenants.pop()
+    datacenter = chunk[0].datacenter
+    if datacenter:
+        attributes["mutualis.datacenter"] = datacenter
+    return attributes
+
+
 def stream_of(service: str) -> str:
     return f"{service.upper()}_EVENTS"
 
@@ -462,33 +490,40 @@ class EventPublisher:
         Up to `window` publishes are in flight at once; one that fails or gets no ack in time
         is published again through `publish_envelope`, with its retries. Order of storage
         across the window is not guaranteed, so this is not for appends to one aggregate.
+
+        Traced as the OpenTelemetry messaging conventions describe batch sending: one PRODUCER
+        `send` span per window (`messaging.batch.message_count`), whose context every message
+        of the window carries, so each consumer's span is its child. A span per message cost
+        about 40 µs each, as much as the publish itself (bench/README.md).
         """
         stored: list[Stored] = []
         for start in range(0, len(envelopes), window):
             chunk = envelopes[start : start + window]
-            pending = []
-            for envelope in chunk:
-                subject, headers, body = encode(envelope)
-                with _tracer.start_as_current_span(
-                    f"send {envelope.data.service}.{envelope.data.event_name}",
-                    kind=SpanKind.PRODUCER,
-                    attributes=_send_attributes(envelope, subject, len(body)),
-                ):
-                    propagate.inject(headers)
+            with _tracer.start_as_current_span(
+                _batch_span_name(chunk), kind=SpanKind.PRODUCER, attributes=_batch_attributes(chunk)
+            ):
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                pending = []
+                for envelope in chunk:
+                    subject, headers, body = encode(envelope)
+                    headers.update(carrier)
                     pending.append(await self._js.publish_async(subject, body, headers=headers))
-            # One deadline for the whole window: publish_async futures never time out alone.
-            await asyncio.wait(pending, timeout=self.attempt_timeout_s)
-            for envelope, future in zip(chunk, pending, strict=True):
-                error = future.exception() if future.done() else TimeoutError()
-                if error is not None:
-                    future.cancel()
-                    if not is_transient(error):
-                        raise error
-                    stored.append(await self.publish_envelope(envelope))
-                    continue
-                ack = future.result()
-                stored.append(Stored(ack.stream, ack.seq, bool(ack.duplicate), envelope))
-                _published.add(1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant})
+                # One deadline for the whole window: publish_async futures never time out alone.
+                await asyncio.wait(pending, timeout=self.attempt_timeout_s)
+                for envelope, future in zip(chunk, pending, strict=True):
+                    error = future.exception() if future.done() else TimeoutError()
+                    if error is not None:
+                        future.cancel()
+                        if not is_transient(error):
+                            raise error
+                        stored.append(await self.publish_envelope(envelope))
+                        continue
+                    ack = future.result()
+                    stored.append(Stored(ack.stream, ack.seq, bool(ack.duplicate), envelope))
+                    _published.add(
+                        1, {"event.type": envelope.type, "mutualis.tenant": envelope.tenant}
+                    )
         return stored
 
     async def _publish_with_retries(

@@ -462,6 +462,59 @@ async def test_one_trace_runs_from_publish_to_consume(bus: Bus) -> None:
     assert producer.attributes["mutualis.tenant"] == "bordeaux"
 
 
+async def test_a_bulk_publish_is_one_send_span_per_window_parent_of_every_consumer_span(
+    bus: Bus,
+) -> None:
+    capture = SpanCapture()
+    parcels = [new_id() for _ in range(3)]
+    handled: set[str] = set()
+    done = asyncio.Event()
+
+    async def handler(envelope: Envelope[Any]) -> None:
+        if envelope.aggregate_id in parcels:
+            handled.add(envelope.aggregate_id)
+            if len(handled) == len(parcels):
+                done.set()
+
+    stop, task = await run_consumer(bus, spec_for("bulk-trace"), handler)
+    await bus.publisher.publish_batch(
+        [
+            bus.publisher.envelope(
+                ParcelRegistered(reference=p, weight_kg=1), tenant="pessac", aggregate_id=p
+            )
+            for p in parcels
+        ]
+    )
+    await asyncio.wait_for(done.wait(), 10)
+    stop.set()
+    await task
+
+    sends = [
+        s
+        for s in capture.spans
+        if s.kind == SpanKind.PRODUCER
+        and s.attributes
+        and s.attributes.get("messaging.batch.message_count") == len(parcels)
+        and s.attributes.get("mutualis.tenant") == "pessac"
+    ]
+    assert len(sends) == 1
+    send = sends[0]
+    assert send.name == "send demo.parcel.registered"
+    subjects = {f"evt.demo.pessac.parcel.{p}.parcel.registered" for p in parcels}
+    processed = [
+        s
+        for s in capture.spans
+        if s.kind == SpanKind.CONSUMER
+        and s.attributes
+        and s.attributes.get("messaging.destination.name") in subjects
+    ]
+    assert len(processed) == len(parcels)
+    for span in processed:
+        assert span.context.trace_id == send.context.trace_id
+        assert span.parent is not None
+        assert span.parent.span_id == send.context.span_id
+
+
 async def _ignore(envelope: Envelope[Any]) -> None:
     return None
 
