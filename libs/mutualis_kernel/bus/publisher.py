@@ -125,13 +125,16 @@ async def with_retries(
     what: str,
     *,
     attempt_timeout_s: float | None = None,
+    cut_short_on_news: bool = True,
 ) -> T:
     """Run `operation` again on transient errors until it succeeds or `deadline_s` passes.
 
     With `attempt_timeout_s`, a first attempt not answered by then counts as a transient
     failure, and each later one may wait twice as long as the one before (`attempt_limit`);
     only for operations that may safely run twice (reads, puts of the same bytes, writes that
-    recognise their own earlier landing).
+    recognise their own earlier landing). News of an elected leader ends a pause between two
+    attempts and, unless `cut_short_on_news` is off, cuts short a later attempt left
+    unanswered (`bus.leaders`).
     """
     if attempt_timeout_s is not None:
         bare, first, attempts = operation, attempt_timeout_s, 0
@@ -173,6 +176,8 @@ async def with_retries(
             sleep=waiting_retries.pause,
         ):
             with attempt:
+                if not cut_short_on_news:
+                    return await operation()
                 async with waiting_retries.attempt():
                     return await operation()
     except RetryError as error:
@@ -273,7 +278,11 @@ async def with_attempt_limits(
 ) -> T:
     """`with_retries` for a call that takes its own time limit: attempt n is given
     `attempt_limit(n)` (at most `max_s`) to pass on (a nats-py `timeout=`, `put_object`'s
-    `timeout_s`). Only for operations that may safely run twice."""
+    `timeout_s`). Only for operations that may safely run twice.
+
+    Such an attempt is often a whole object put, making progress for seconds: news of an
+    election elsewhere does not cut it short (it would start the file again); its own limit
+    notices a lost ack, and only its pauses end on news."""
     attempts = 0
 
     async def attempt() -> T:
@@ -281,7 +290,7 @@ async def with_attempt_limits(
         attempts += 1
         return await operation(min(attempt_limit(attempts), max_s))
 
-    return await with_retries(attempt, deadline_s, what)
+    return await with_retries(attempt, deadline_s, what, cut_short_on_news=False)
 
 
 async def publish_raw(

@@ -6,7 +6,7 @@ import nats.errors
 import pytest
 
 from mutualis_kernel.bus.leaders import UNANSWERED_S, LeaderNews, WaitingRetries, waiting_retries
-from mutualis_kernel.bus.publisher import with_hedged_attempts, with_retries
+from mutualis_kernel.bus.publisher import with_attempt_limits, with_hedged_attempts, with_retries
 
 
 async def test_news_ends_a_pause_between_two_attempts() -> None:
@@ -104,3 +104,29 @@ async def test_a_hedged_call_starts_its_next_attempt_on_news() -> None:
 
     assert second_started.is_set()
     assert await call == "reader 2"
+
+
+async def test_a_whole_object_put_under_way_is_not_started_again_on_news() -> None:
+    # Second attempt of a put (the first met no responders): it streams chunks for a while,
+    # and an election elsewhere must not send the file again from its first byte.
+    calls = 0
+    second_under_way = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def put(limit_s: float) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise nats.errors.NoRespondersError()
+        second_under_way.set()
+        await finish.wait()
+        return "stored"
+
+    call = asyncio.ensure_future(with_attempt_limits(put, 3600, "an object"))
+    await second_under_way.wait()
+    await asyncio.sleep(UNANSWERED_S * 1.5)
+    waiting_retries.wake()
+    finish.set()
+
+    assert await asyncio.wait_for(call, 10) == "stored"
+    assert calls == 2
