@@ -48,7 +48,7 @@ class LeaderNews(nats.errors.TimeoutError):
 class _Attempt:
     loop: asyncio.AbstractEventLoop
     began: float
-    timeout: asyncio.Timeout | None = None
+    timeout: asyncio.Timeout
     woken: bool = False
 
 
@@ -65,30 +65,30 @@ class WaitingRetries:
     async def attempt(self) -> AsyncIterator[None]:
         """Run one attempt of a retry so that news can cut it short (`LeaderNews`)."""
         loop = asyncio.get_running_loop()
-        entry = _Attempt(loop, loop.time())
+        woken = False
         try:
             async with asyncio.timeout(None) as timeout:
-                entry.timeout = timeout
+                entry = _Attempt(loop, loop.time(), timeout)
                 self._attempts.add(entry)
-                yield
+                try:
+                    yield
+                finally:
+                    self._attempts.discard(entry)
+                    woken = entry.woken
         except TimeoutError:
-            if entry.woken:
+            if woken:
                 raise LeaderNews() from None
             raise
-        finally:
-            self._attempts.discard(entry)
 
     async def pause(self, seconds: float) -> None:
         """Sleep `seconds` between two attempts, or less if news comes meanwhile."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._pauses.add(waiter)
-        timer = loop.call_later(max(0.0, seconds), _settle, waiter)
+        waiter = self.next_news()
+        timer = asyncio.get_running_loop().call_later(max(0.0, seconds), _settle, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
-            self._pauses.discard(waiter)
+            waiter.cancel()  # leaves the pauses when the sleeper itself is cancelled
 
     def next_news(self) -> asyncio.Future[None]:
         """A future that news settles (for callers that wait on several things at once);
@@ -105,7 +105,7 @@ class WaitingRetries:
         now = loop.time()
         woken = 0
         for entry in list(self._attempts):
-            if entry.loop is not loop or entry.woken or entry.timeout is None:
+            if entry.loop is not loop or entry.woken:
                 continue
             if now - entry.began >= UNANSWERED_S and not entry.timeout.expired():
                 entry.woken = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -176,9 +177,8 @@ async def with_retries(
             sleep=waiting_retries.pause,
         ):
             with attempt:
-                if not cut_short_on_news:
-                    return await operation()
-                async with waiting_retries.attempt():
+                cut_short = waiting_retries.attempt() if cut_short_on_news else nullcontext()
+                async with cut_short:
                     return await operation()
     except RetryError as error:
         cause = error.last_attempt.exception()

@@ -8,30 +8,38 @@ some milliseconds after its leader. A test about reads or writes should not fail
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, ObjectStoreConfig, StreamConfig, StreamInfo
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StreamInfo
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from mutualis_kernel.streams import until_settled
 
 
-async def with_replicas(js: JetStreamContext, stream: str, followers: int = 2) -> StreamInfo:
-    """The stream's info once its leader and `followers` followers are known."""
-    for _ in range(200):
+async def _stream_info_once(
+    js: JetStreamContext, stream: str, ready: Callable[[StreamInfo], bool], what: str
+) -> StreamInfo:
+    """The stream's info once `ready` says so, asked every 50 ms for up to about 20 s."""
+    for _ in range(400):
         info = await until_settled(lambda: js.stream_info(stream), patience_s=10)
-        if info.cluster and info.cluster.leader and len(info.cluster.replicas or ()) >= followers:
+        if ready(info):
             return info
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{stream} never had a leader and {followers} followers")
+    raise AssertionError(f"{stream} never {what}")
 
 
-async def new_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
-    """Create a stream (R3: one replica per datacenter) and wait for all its replicas."""
-    assert config.name is not None
-    await until_settled(lambda: js.add_stream(config), patience_s=30)
-    return await with_replicas(js, config.name, (config.num_replicas or 1) - 1)
+async def with_replicas(js: JetStreamContext, stream: str, followers: int = 2) -> StreamInfo:
+    """The stream's info once its leader and `followers` followers are known."""
+    return await _stream_info_once(
+        js,
+        stream,
+        lambda info: bool(
+            info.cluster and info.cluster.leader and len(info.cluster.replicas or ()) >= followers
+        ),
+        f"had a leader and {followers} followers",
+    )
 
 
 async def new_object_store(js: JetStreamContext, config: ObjectStoreConfig) -> ObjectStore:
@@ -58,10 +66,13 @@ async def replicas_current(js: JetStreamContext, stream: str) -> StreamInfo:
     Before reading back through plain nats-py: its reads take the word of whichever replica
     serves them, and one still applying the last writes hands back a short object (a digest
     mismatch, CI on a loaded machine). The kernel's own reads check and wait instead."""
-    for _ in range(400):
-        info = await until_settled(lambda: js.stream_info(stream), patience_s=10)
-        replicas = (info.cluster.replicas or []) if info.cluster else []
-        if info.cluster and info.cluster.leader and all(r.current and not r.lag for r in replicas):
-            return info
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the replicas of {stream} never caught up with its leader")
+    return await _stream_info_once(
+        js,
+        stream,
+        lambda info: bool(
+            info.cluster
+            and info.cluster.leader
+            and all(r.current and not r.lag for r in info.cluster.replicas or [])
+        ),
+        "had every replica caught up with its leader",
+    )
