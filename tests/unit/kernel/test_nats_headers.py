@@ -4,6 +4,7 @@ from email.parser import BytesParser
 
 import pytest
 from nats.aio.client import Client
+from nats.errors import BadHeaderError
 from nats.js.manager import JetStreamManager
 
 from mutualis_kernel.bus import nats_headers
@@ -51,3 +52,55 @@ def test_stored_message_headers_parse_as_the_email_parser_did(raw: bytes) -> Non
 
 def test_nats_py_reads_stored_headers_with_the_fast_parser() -> None:
     assert isinstance(JetStreamManager(Client())._hdr_parser, nats_headers.StoredHeaderParser)
+
+
+OUTGOING = [
+    {},
+    {"Nats-Msg-Id": "01a226ab", "ce-type": "mutualis.demo.parcel.v1", "ce-time": "2026-12-07"},
+    {"  Padded-Name ": "  padded value\t"},
+    {"": "an empty name is skipped", "Kept": "yes"},
+    {"Line-Break": "first\r\nInjected: header", "Lone-Cr": "a\rb", "Lone-Lf": "a\nb"},
+    {"Unicode": "café ☕"},
+]
+
+
+async def sent_by(send_publish: object, headers: dict[str, str] | None) -> bytes:
+    client = Client()
+    sent: list[bytes] = []
+
+    async def capture(command: bytes, priority: bool = False) -> None:
+        sent.append(command)
+
+    client._send_command = capture  # type: ignore[method-assign]
+    client._flush_queue = None
+    await send_publish(client, "evt.demo", "_INBOX.r", b"{}", 2, headers)  # type: ignore[operator]
+    return b"".join(sent)
+
+
+@pytest.mark.parametrize("headers", [*OUTGOING, None])
+async def test_the_fast_header_writer_sends_what_nats_py_sends(
+    headers: dict[str, str] | None,
+) -> None:
+    fast = await sent_by(nats_headers._send_publish_fast, headers)
+
+    assert fast == await sent_by(nats_headers.nats_py_send_publish, headers)
+
+
+@pytest.mark.parametrize("name", ["Bad Name", "Bad:Name", "Nom-é"])
+async def test_a_name_nats_py_refuses_is_refused(name: str) -> None:
+    for send_publish in (nats_headers._send_publish_fast, nats_headers.nats_py_send_publish):
+        with pytest.raises(BadHeaderError):
+            await sent_by(send_publish, {name: "value"})
+
+
+def test_the_fast_header_writer_is_installed_for_the_release_it_was_checked_with() -> None:
+    import nats.aio.client
+
+    import mutualis_kernel.bus  # noqa: F401 - the import is the point
+
+    expected = (
+        nats_headers._send_publish_fast
+        if nats.aio.client.__version__ == nats_headers.PUBLISH_CHECKED_WITH
+        else nats_headers.nats_py_send_publish
+    )
+    assert Client._send_publish is expected
