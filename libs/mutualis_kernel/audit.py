@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 from pydantic import BaseModel
 
+from mutualis_kernel.bus import pull
 from mutualis_kernel.events.registry import type_name
 
 
@@ -166,7 +167,7 @@ class AuditReader:
         try:
             while True:
                 try:
-                    messages = await subscription.fetch(self._batch, timeout=self._fetch_timeout_s)
+                    messages = await pull.fetch(subscription, self._batch, self._fetch_timeout_s)
                 except (TimeoutError, nats.errors.TimeoutError):
                     break
                 except ServiceUnavailableError:

@@ -4,8 +4,9 @@ Owns the structlog configuration and the root handler of the standard library, s
 Mutualis code (structlog), uvicorn and nats-py (stdlib `logging`) all come out in the same
 shape: `timestamp` (ISO, UTC), `level`, `event`, `service`, `logger`, plus `trace_id` /
 `span_id` of the current span and whatever was bound with
-`structlog.contextvars.bind_contextvars` (tenant, event_id, request_id...). Values of keys that
-look secret are replaced before rendering.
+`structlog.contextvars.bind_contextvars` (tenant, request_id...) or by `handling_event` (the
+tenant, id and type of the event a consumer is handling). Values of keys that look secret are
+replaced before rendering.
 
 Run uvicorn with `log_config=None`, or it installs its own handlers over these.
 """
@@ -16,6 +17,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -107,6 +109,45 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 _handler: logging.Handler | None = None
 
+#: The event a consumer is handling (tenant, event id, event type), for its log lines. One
+#: variable set once per event: binding the three through structlog costs a variable and a
+#: reset per key, and a consumer does it for every event whether or not anything is logged.
+_handled_event: ContextVar[tuple[str, str, str] | None] = ContextVar(
+    "mutualis_handled_event", default=None
+)
+
+
+# Lower case, like contextlib.suppress: it reads as what it does, `with handling_event(...)`.
+class handling_event:
+    """Log lines written meanwhile carry `tenant`, `event_id` and `event_type`.
+
+    A class rather than `@contextmanager`: its generator machinery cost more than the
+    variable itself, once for every event a consumer handles."""
+
+    __slots__ = ("_token", "_value")
+    _token: Token[tuple[str, str, str] | None]
+
+    def __init__(self, tenant: str, event_id: str, event_type: str) -> None:
+        self._value = (tenant, event_id, event_type)
+
+    def __enter__(self) -> None:
+        self._token = _handled_event.set(self._value)
+
+    def __exit__(self, *_: object) -> None:
+        _handled_event.reset(self._token)
+
+
+def add_handled_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """The handled event's keys, unless the call itself names them. Runs before structlog's
+    context is merged, so inside a handler the event's tenant wins over an outer binding."""
+    handled = _handled_event.get()
+    if handled is not None:
+        tenant, event_id, event_type = handled
+        event_dict.setdefault("tenant", tenant)
+        event_dict.setdefault("event_id", event_id)
+        event_dict.setdefault("event_type", event_type)
+    return event_dict
+
 
 def configure_logging(
     service_name: str, *, level: str | int = "INFO", fmt: LogFormat = "auto"
@@ -119,6 +160,7 @@ def configure_logging(
     global _handler
     as_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     shared: list[Processor] = [
+        add_handled_event,
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

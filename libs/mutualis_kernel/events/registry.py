@@ -34,7 +34,14 @@ class Event(BaseModel):
 
     @classmethod
     def type_name(cls) -> str:
-        return type_name(cls.service, cls.event_name, cls.version)
+        # Asked for every event consumed or published: built once per class.
+        name = _TYPE_NAMES.get(cls)
+        if name is None:
+            name = _TYPE_NAMES[cls] = type_name(cls.service, cls.event_name, cls.version)
+        return name
+
+
+_TYPE_NAMES: dict[type[Event], str] = {}
 
 
 def type_name(service: str, event_name: str, version: int) -> str:

@@ -26,6 +26,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link
 
+from mutualis_kernel.bus import pull
 from mutualis_kernel.bus.publisher import publish_raw
 
 _tracer = trace.get_tracer("parapheur")
@@ -113,7 +114,7 @@ async def run_deadline_consumer(
     try:
         while not stop.is_set():
             try:
-                messages = await subscription.fetch(16, timeout=0.5)
+                messages = await pull.fetch(subscription, 16, 0.5)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.Error as error:

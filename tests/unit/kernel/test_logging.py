@@ -9,7 +9,7 @@ import pytest
 import structlog
 from opentelemetry import trace
 
-from mutualis_kernel.logging import configure_logging, get_logger, looks_secret
+from mutualis_kernel.logging import configure_logging, get_logger, handling_event, looks_secret
 from mutualis_kernel.testing import SpanCapture
 
 
@@ -123,7 +123,7 @@ def test_standard_library_loggers_come_out_as_the_same_json(
     assert line["service"] == "notifications"
 
 
-def test_context_bound_by_the_bus_appears_on_every_line(
+def test_context_bound_through_structlog_appears_on_every_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure_logging("notifications", fmt="json")
@@ -134,6 +134,43 @@ def test_context_bound_by_the_bus_appears_on_every_line(
 
     lines = json_lines(capsys.readouterr().out)
     assert [(line["tenant"], line["event_id"]) for line in lines] == [("villeurbanne", "E1")] * 2
+
+
+def test_the_event_a_consumer_handles_appears_on_every_line_while_it_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("notifications", fmt="json")
+
+    with handling_event("talence", "E2", "mutualis.demo.parcel.registered.v1"):
+        get_logger("notifications").info("mail.sent")
+        logging.getLogger("nats").info("from the client library")
+    get_logger("notifications").info("after")
+
+    during, library, after = json_lines(capsys.readouterr().out)
+    for line in (during, library):
+        assert (line["tenant"], line["event_id"], line["event_type"]) == (
+            "talence",
+            "E2",
+            "mutualis.demo.parcel.registered.v1",
+        )
+    assert not {"tenant", "event_id", "event_type"} & after.keys()
+
+
+def test_the_handled_event_wins_over_an_outer_binding_and_a_named_value_over_both(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("notifications", fmt="json")
+
+    with (
+        structlog.contextvars.bound_contextvars(tenant="bordeaux", request_id="R1"),
+        handling_event("talence", "E3", "mutualis.demo.parcel.registered.v1"),
+    ):
+        get_logger("notifications").info("inside")
+        get_logger("notifications").info("named", tenant="pessac")
+
+    inside, named = json_lines(capsys.readouterr().out)
+    assert (inside["tenant"], inside["request_id"]) == ("talence", "R1")
+    assert named["tenant"] == "pessac"
 
 
 def test_an_exception_is_logged_with_its_traceback_in_the_line(
