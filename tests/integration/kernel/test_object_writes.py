@@ -17,6 +17,7 @@ from nats.js.api import ObjectInfo, ObjectStoreConfig
 from nats.js.object_store import ObjectStore
 
 from mutualis_kernel.bus.objects import ObjectReader, put_object
+from mutualis_kernel.bus.publisher import with_attempt_limits
 from mutualis_kernel.runtime import LocalCluster
 from mutualis_kernel.testing.resources import new_object_store, replicas_current
 
@@ -30,10 +31,24 @@ class Bucket:
     name: str
 
     async def put(self, path: Path, **options: str) -> ObjectInfo:
-        with path.open("rb") as source:
-            return await put_object(
-                self.js, self.name, "doc", source, chunk_size=256 * 1024, **options
-            )
+        """As the services put (archive, parapheur): an attempt that fails transiently is
+        made again whole. A new stream's first chunks once met "no responders" in CI: the
+        leader's interest in the chunk subjects had not yet reached the server this client
+        is connected to, though the stream's leader and followers were all current."""
+
+        async def attempt(limit_s: float) -> ObjectInfo:
+            with path.open("rb") as source:
+                return await put_object(
+                    self.js,
+                    self.name,
+                    "doc",
+                    source,
+                    chunk_size=256 * 1024,
+                    timeout_s=limit_s,
+                    **options,
+                )
+
+        return await with_attempt_limits(attempt, 30.0, "test object")
 
 
 @pytest.fixture
@@ -42,8 +57,7 @@ async def bucket(nats_cluster: LocalCluster) -> AsyncIterator[Bucket]:
     try:
         js = nc.jetstream()
         name = f"put_{uuid.uuid4().hex[:8]}"
-        # Waits for the new stream's leader and followers: a put attempt made directly (no
-        # retries, unlike the services' calls) met "no responders" once in CI.
+        # Waits for the new stream's leader and followers.
         store = await new_object_store(js, ObjectStoreConfig(bucket=name, replicas=3))
         yield Bucket(js, store, name)
     finally:
