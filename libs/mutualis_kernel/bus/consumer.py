@@ -280,7 +280,8 @@ class EventConsumer:
     async def handle(self, message: Msg, *, replayed: bool = False) -> None:
         headers = message.headers or {}
         subject = headers.get(deadletter.SUBJECT, message.subject) if replayed else message.subject
-        deliveries = message.metadata.num_delivered or 1
+        delivered, stream_sequence = pull.delivery(message)
+        deliveries = delivered or 1
         parent = propagate.extract(headers)
         attributes: dict[str, Any] = {
             "messaging.system": "nats",
@@ -291,13 +292,12 @@ class EventConsumer:
         if deliveries > 1:
             attributes["messaging.nats.delivery_count"] = deliveries
         try:
-            sequence = message.metadata.sequence
             envelope = decode(
                 subject,
                 headers,
                 message.data,
                 self._known,
-                stream_sequence=sequence.stream if sequence and not replayed else None,
+                stream_sequence=None if replayed else stream_sequence,
             )
         except InvalidEvent as error:
             with _tracer.start_as_current_span(

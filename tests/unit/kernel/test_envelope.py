@@ -151,6 +151,8 @@ def test_filters_select_by_service_tenant_event_and_aggregate() -> None:
 def test_event_ids_are_time_ordered_and_derived_ids_are_stable() -> None:
     first, second = new_event_id(), new_event_id()
     assert uuid.UUID(first).version == 7
+    assert str(uuid.UUID(first)) == first  # the canonical form, lower case and hyphenated
+    assert uuid.UUID(first).variant == uuid.RFC_4122
     assert first[:8] <= second[:8]
     assert derived_event_id("cause", "label") == derived_event_id("cause", "label")
     assert derived_event_id("cause", "label") != derived_event_id("cause", "mail")
