@@ -30,7 +30,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from archive.domain.model import RecordMetadata, RetentionRule
 from archive.manifest import CONTENT, MANIFEST
 from archive.service_layer.handlers import ArchiveService
 from archive.settings import ArchiveSettings
-from bench.harness import ratio, three_datacenters
+from bench.harness import cpu_seconds, ratio, three_datacenters
 from mutualis_kernel.logging import configure_logging
 from mutualis_kernel.runner import open_platform
 
@@ -127,6 +128,37 @@ def sha256_sha512_file(path: Path) -> None:
             second.update(chunk)
 
 
+class CpuUse:
+    """CPU seconds spent during the audits: the three nats-servers' and this process's (its
+    hashing threads included), from which the audit rate two cores could reach at best."""
+
+    def __init__(self) -> None:
+        self.servers_s = 0.0
+        self.client_s = 0.0
+
+    @contextmanager
+    def counting(self, server_pids: list[int]) -> Iterator[None]:
+        servers, client = sum(map(cpu_seconds, server_pids)), time.process_time()
+        yield
+        self.client_s += time.process_time() - client
+        self.servers_s += sum(map(cpu_seconds, server_pids)) - servers
+
+    def budget(self, audited_bytes: int, raw_sha256_mib_s: float) -> dict[str, Any]:
+        mib = audited_bytes / MIB
+        servers_ms, client_ms = self.servers_s / mib * 1000, self.client_s / mib * 1000
+        cores = len(os.sched_getaffinity(0))
+        # Every part overlapped perfectly, nothing else running: the most the cores allow.
+        ceiling = cores * 1000 / (servers_ms + client_ms) if servers_ms + client_ms else 0.0
+        return {
+            "servers_ms_per_mib": round(servers_ms, 3),
+            "client_ms_per_mib_hashing_included": round(client_ms, 3),
+            "cores": cores,
+            "ceiling_mib_s": round(ceiling, 1),
+            "ceiling_ratio_to_raw_sha256": ratio(ceiling, raw_sha256_mib_s),
+            "note": "CPU from /proc in clock ticks (10 ms): coarse for the 1 MiB runs",
+        }
+
+
 def mib_s(size: int, seconds: list[float]) -> float:
     return round(size / MIB / statistics.median(seconds), 1)
 
@@ -154,9 +186,10 @@ async def run(quick: bool = False) -> dict[str, Any]:
             # Warm both paths: bucket lookups, inbox subscriptions, the journal's first entry.
             warm = write_file(tmp / "warm.bin", 256 * 1024)
             with warm.open("rb") as source:
-                await store.put(f"raw/warm/{uuid.uuid4().hex}", source)  # type: ignore[arg-type]
+                await store.put(f"raw/warm/{uuid.uuid4().hex}", source)
             await ingest_once(service, warm, work_dir)
 
+            servers = [node.pid for node in cluster.nodes.values() if node.pid is not None]
             ingest: dict[str, Any] = {}
             fixity: dict[str, Any] = {}
             for size, reps in plan.items():
@@ -201,6 +234,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
                 read_s: list[float] = []
                 audit_s: list[float] = []
                 full_s: list[float] = []
+                audit_cpu = CpuUse()
                 for n in range(reps):
                     started = time.perf_counter()
                     assert sha256_file(path) == expected
@@ -212,9 +246,10 @@ async def run(quick: bool = False) -> dict[str, Any]:
                     async for _chunk in iter_object(platform.js, CONTENT, names[n]):
                         pass
                     read_s.append(time.perf_counter() - started)
-                    elapsed, digest = await timed(
-                        lambda: sha256_digest(platform.js, CONTENT, names[n])  # noqa: B023
-                    )
+                    with audit_cpu.counting(servers):
+                        elapsed, digest = await timed(
+                            lambda: sha256_digest(platform.js, CONTENT, names[n])  # noqa: B023
+                        )
                     assert digest.sha256 == expected
                     audit_s.append(elapsed)
                     elapsed, result = await timed(
@@ -234,6 +269,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
                         statistics.median(both_s), statistics.median(full_s)
                     ),
                     "reference_object_stream_read_only_mib_s": mib_s(size, read_s),
+                    "audit_cpu_budget": audit_cpu.budget(size * reps, mib_s(size, hash_s)),
                 }
                 path.unlink()
             await platform.nc.close()

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import latency_summary_ms, ratio, three_datacenters
+from bench.harness import TICKS, cpu_seconds, latency_summary_ms, ratio, three_datacenters
 from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_REDIRECT_URI
 from identity.domain.security import PasswordPolicy, Passwords, pkce_s256
 from identity.settings import IdentitySettings
@@ -50,13 +50,6 @@ CONCURRENCY = 8
 ROUNDS = 3
 KEYCLOAK_LOGINS_PER_VCPU = 15.0
 KEYCLOAK_CLIENT_CREDENTIALS_PER_VCPU = (120.0, 240.0)
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
 def split_cpus() -> tuple[set[int], set[int]]:
@@ -77,7 +70,7 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue  # a thread that just ended
-        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / _TICKS
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / TICKS
     return seconds
 
 

@@ -255,8 +255,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
         await kernel_publish(publisher, "blanquefort", 512)
 
         rounds = [
-            round_figures(await one_round(js, publisher, count, n), count)
-            for n in range(ROUNDS)
+            round_figures(await one_round(js, publisher, count, n), count) for n in range(ROUNDS)
         ]
         latencies = await sync_latencies(js, publisher, sync_count)
         switch.on = False
