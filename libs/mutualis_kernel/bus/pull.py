@@ -15,7 +15,8 @@ Two differences from nats-py, both on purpose:
   on messages a fetch already handed out.
 
 If nats-py's pull subscription ever loses the attributes this relies on, `fetch` falls back
-to nats-py's own.
+to nats-py's own. `delivery` reads a delivered message's count and stream sequence from its
+ack subject, for the same reason: nats-py's `metadata` builds more than a consumer needs.
 """
 
 from __future__ import annotations
