@@ -25,9 +25,11 @@ from .conftest import Bus
 STREAM = "DEMO_EVENTS"
 
 
-async def parcel_consumer(bus: Bus, name: str) -> tuple[str, JetStreamContext.PullSubscription]:
-    """A parcel of its own (its events only) and a durable pull subscription on it."""
-    parcel = new_event_id().replace("-", "")
+async def parcel_consumer(
+    bus: Bus, name: str, parcel: str | None = None
+) -> tuple[str, JetStreamContext.PullSubscription]:
+    """A durable pull subscription on one parcel's events (a new parcel unless given)."""
+    parcel = parcel or new_event_id().replace("-", "")
     durable = f"pull-{name}-{parcel[:12]}"
     await bus.js.add_consumer(
         STREAM,
@@ -55,7 +57,9 @@ async def test_a_fetch_returns_what_is_there_without_waiting_for_a_full_batch(bu
     parcel, subscription = await parcel_consumer(bus, "there")
     await publish(bus, parcel, 5)
     # "There" as the consumer counts it: it learns of a stored message a moment after the ack.
-    while (await subscription.consumer_info()).num_pending < 5:
+    for _ in range(200):
+        if (await subscription.consumer_info()).num_pending == 5:
+            break
         await asyncio.sleep(0.05)
 
     messages = await asyncio.wait_for(pull.fetch(subscription, 50, 30.0), 10)
@@ -109,16 +113,7 @@ async def test_events_published_while_a_fetch_waits_are_all_delivered_once_in_or
 
 async def test_it_gives_the_messages_nats_py_fetch_gives(bus: Bus) -> None:
     parcel, ours = await parcel_consumer(bus, "ours")
-    theirs_name = f"pull-theirs-{parcel[:12]}"
-    await bus.js.add_consumer(
-        STREAM,
-        ConsumerConfig(
-            durable_name=theirs_name,
-            ack_policy=AckPolicy.EXPLICIT,
-            filter_subject=f"evt.demo.pessac.parcel.{parcel}.>",
-        ),
-    )
-    theirs = await bus.js.pull_subscribe_bind(theirs_name, stream=STREAM)
+    _, theirs = await parcel_consumer(bus, "theirs", parcel)
     await publish(bus, parcel, 12)
 
     mine: list[Msg] = []
