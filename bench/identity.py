@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import TICKS, cpu_seconds, latency_summary_ms, ratio, three_datacenters
+from bench.harness import cpu_seconds, latency_summary_ms, ratio, three_datacenters
 from identity.devseed import DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_REDIRECT_URI
 from identity.domain.security import PasswordPolicy, Passwords, pkce_s256
 from identity.settings import IdentitySettings
@@ -66,11 +66,9 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     seconds: dict[int, float] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            seconds[int(tid)] = cpu_seconds(pid, int(tid))
         except FileNotFoundError:
             continue  # a thread that just ended
-        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / TICKS
     return seconds
 
 

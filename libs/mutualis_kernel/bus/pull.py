@@ -194,12 +194,12 @@ async def fetch(subscription: PullSubscription, batch: int, timeout: float) -> l
         status = _status(message)
         if status is None:
             messages.append(message)
+        elif status in (CONTROL, CONFLICT):
+            answered = True
         elif status in (NO_MESSAGES, REQUEST_TIMEOUT):
             raise nats.js.errors.FetchTimeoutError
-        elif status not in (CONTROL, CONFLICT):
-            nats.js.errors.APIError.from_msg(message)  # raises the status's error
         else:
-            answered = True
+            nats.js.errors.APIError.from_msg(message)  # raises the status's error
     # The rest of what has arrived with it (the socket may hold more, the next batch gets it).
     while len(messages) < batch and (more := inbox.take_nowait()) is not None:
         status = _status(more)

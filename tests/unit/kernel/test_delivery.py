@@ -16,8 +16,8 @@ SUBJECTS = [
 @pytest.mark.parametrize("reply", SUBJECTS)
 def test_delivery_count_and_stream_sequence_are_those_nats_py_reads(reply: str) -> None:
     message = Msg(None, subject="evt.demo.x", reply=reply, data=b"{}")  # type: ignore[arg-type]
-    metadata = Msg(None, subject="evt.demo.x", reply=reply, data=b"{}").metadata  # type: ignore[arg-type]
 
+    metadata = message.metadata
     assert pull.delivery(message) == (metadata.num_delivered, metadata.sequence.stream)
 
 
