@@ -14,6 +14,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import ServiceUnavailableError
 
 from mutualis_kernel.bus import pull
 from mutualis_kernel.events.ids import new_event_id
@@ -39,7 +40,23 @@ async def parcel_consumer(
             filter_subject=f"evt.demo.pessac.parcel.{parcel}.>",
         ),
     )
-    return parcel, await bus.js.pull_subscribe_bind(durable, stream=STREAM)
+    subscription = await bus.js.pull_subscribe_bind(durable, stream=STREAM)
+    await until_answering(subscription)
+    return parcel, subscription
+
+
+async def until_answering(subscription: JetStreamContext.PullSubscription) -> None:
+    """Until the new consumer answers pulls: for a moment after its creation the server this
+    client is connected to may not know of it yet, and a pull meets "no responders" (503),
+    as a consumer's fetch loop would, and ride out (seen once in CI)."""
+    for _ in range(100):
+        try:
+            await pull.fetch(subscription, 1, 0.2)
+        except nats.errors.TimeoutError:
+            return  # answered: nothing there yet
+        except ServiceUnavailableError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the consumer never answered a pull")
 
 
 async def publish(bus: Bus, parcel: str, count: int) -> None:
